@@ -1,0 +1,164 @@
+"""pd_nb.bert against independent references: the paper's table, Hugging Face's BERT (weights copied by
+position, not through pd_nb.hub), torch's own cross-entropy, and hand-computed properties."""
+import math
+import pytest
+import torch
+import torch.nn.functional as F
+import transformers
+from pd_nb.core import BertConfig, all_student_configs, bert_param_count, paper_params_m, PAPER_TRUNCATED, set_seed
+from pd_nb.bert import BertModel, BertForMaskedLM, BertForSequenceClassification, BertOutput, count_params
+
+TOY = BertConfig(n_layers=2, hidden=48, n_heads=3, ffn=96, vocab_size=120, max_positions=32, n_labels=3)
+
+def hf_config(cfg: BertConfig, **kw) -> transformers.BertConfig:
+    return transformers.BertConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden, num_hidden_layers=cfg.n_layers,
+                                   num_attention_heads=cfg.n_heads, intermediate_size=cfg.ffn, max_position_embeddings=cfg.max_positions,
+                                   type_vocab_size=cfg.type_vocab_size, num_labels=cfg.n_labels, **kw)
+
+def copy_by_position(ours, theirs):
+    "Copy HF weights into ours pairing state_dict entries in order (both list embeddings, q, k, v, out, LN, FFN, LN, pooler...)."
+    so, st = ours.state_dict(), theirs.state_dict()
+    assert len(so) == len(st)
+    new = {}
+    for (ko, vo), (kt, vt) in zip(so.items(), st.items()):
+        assert vo.shape == vt.shape, (ko, kt)
+        new[ko] = vt
+    ours.load_state_dict(new)
+    return ours
+
+def batch(vocab, B=3, T=20, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab, (B, T), generator=g)
+    am = torch.ones(B, T, dtype=torch.long); am[1, 12:] = 0; am[2, 5:] = 0
+    tt = torch.zeros(B, T, dtype=torch.long); tt[:, T // 2:] = 1
+    return ids.masked_fill(am == 0, 0), am, tt * am
+
+def test_param_counts_match_closed_form_paper_and_hf():
+    for cfg in all_student_configs():
+        with torch.device('meta'):
+            ours = count_params(BertForMaskedLM(cfg))
+            clf = count_params(BertForSequenceClassification(cfg))
+            hf = transformers.BertForPreTraining(hf_config(cfg))
+        hf_n = sum(p.numel() for p in hf.parameters()) - (2 * cfg.hidden + 2)  # minus the next-sentence head
+        assert ours == bert_param_count(cfg) == hf_n
+        assert clf == bert_param_count(cfg, mlm_head=False) + cfg.hidden * cfg.n_labels + cfg.n_labels
+        paper = paper_params_m(cfg.n_layers, cfg.hidden)
+        assert abs(ours / 1e6 - paper) < 0.1
+        assert (round(ours / 1e6, 1) == paper) == ((cfg.n_layers, cfg.hidden) not in PAPER_TRUNCATED)
+
+def test_hand_worked_tiny_count():
+    # 2/128 by hand: embeddings (30522+512+2)*128 + 256; layer 4*(128*128+128)+256 + 2*128*512+512+128+256; pooler; MLM head
+    emb = (30522 + 512 + 2) * 128 + 256
+    layer = 4 * (128 * 128 + 128) + 256 + (128 * 512 + 512 + 512 * 128 + 128 + 256)
+    n = emb + 2 * layer + (128 * 128 + 128) + (128 * 128 + 128 + 256 + 30522)
+    assert n == 4_433_210
+    with torch.device('meta'): assert count_params(BertForMaskedLM(BertConfig(2, 128))) == n
+
+@pytest.mark.parametrize('attn', ['eager', 'sdpa'])
+def test_encoder_matches_hf(attn):
+    set_seed(0)
+    hf = transformers.BertModel(hf_config(TOY, attn_implementation=attn, initializer_range=0.2)).eval()  # large weights: sharper test
+    ours = copy_by_position(BertModel(TOY), hf).eval()
+    ids, am, tt = batch(TOY.vocab_size)
+    with torch.no_grad():
+        o, h = ours(ids, am, tt), hf(input_ids=ids, attention_mask=am, token_type_ids=tt)
+    real = am.bool()
+    assert (o.last_hidden_state - h.last_hidden_state)[real].abs().max() < 1e-5
+    assert (o.pooler_output - h.pooler_output).abs().max() < 1e-5
+
+def test_classifier_matches_hf_logits_and_loss():
+    set_seed(1)
+    hf = transformers.BertForSequenceClassification(hf_config(TOY, attn_implementation='eager', initializer_range=0.2)).eval()
+    ours = copy_by_position(BertForSequenceClassification(TOY), hf).eval()
+    ids, am, tt = batch(TOY.vocab_size)
+    y = torch.tensor([0, 2, 1])
+    with torch.no_grad():
+        o, h = ours(ids, am, tt, labels=y), hf(input_ids=ids, attention_mask=am, token_type_ids=tt, labels=y)
+    assert isinstance(o, BertOutput) and o.logits.shape == (3, 3)
+    assert (o.logits - h.logits).abs().max() < 1e-5 and abs(o.loss - h.loss) < 1e-5
+
+def test_sparse_mlm_head_equals_dense_and_torch_loss():
+    set_seed(2)
+    m = BertForMaskedLM(TOY).eval()
+    ids, am, tt = batch(TOY.vocab_size)
+    labels = torch.full_like(ids, -100)
+    pos = (torch.rand(ids.shape) < 0.2) & am.bool(); pos[0, 1] = True
+    labels[pos] = ids[pos]
+    with torch.no_grad():
+        dense, sparse = m(ids, am, tt), m(ids, am, tt, labels=labels)
+    assert dense.logits.shape == (*ids.shape, TOY.vocab_size) and dense.loss is None
+    assert sparse.logits.shape == (int(pos.sum()), TOY.vocab_size)
+    assert torch.allclose(sparse.logits, dense.logits[pos], atol=1e-6)
+    ref = F.cross_entropy(dense.logits.reshape(-1, TOY.vocab_size), labels.reshape(-1), ignore_index=-100)
+    assert torch.allclose(sparse.loss, ref, atol=1e-6)
+    with torch.no_grad():  # no masked position: a zero loss, not NaN
+        empty = m(ids, am, tt, labels=torch.full_like(ids, -100))
+    assert empty.logits.shape == (0, TOY.vocab_size) and empty.loss.item() == 0.0
+
+def test_decoder_is_tied_to_word_embeddings():
+    m = BertForMaskedLM(TOY)
+    assert sum(p.shape == (TOY.vocab_size, TOY.hidden) for p in m.parameters()) == 1  # one V x H matrix
+    ids = torch.full((1, 4), 7); labels = torch.tensor([[-100, 99, -100, -100]])
+    m(ids, labels=labels).loss.backward()
+    g = m.bert.embeddings.word.weight.grad
+    assert g[99].abs().sum() > 0  # token 99 is never input: its gradient comes through the tied decoder only
+
+def test_padding_does_not_change_real_positions():
+    set_seed(3)
+    m = BertForMaskedLM(TOY).eval()
+    ids = torch.randint(1, TOY.vocab_size, (1, 9))
+    padded = torch.cat([ids, torch.zeros(1, 7, dtype=torch.long)], 1)
+    am = torch.cat([torch.ones(1, 9), torch.zeros(1, 7)], 1).long()
+    with torch.no_grad():
+        assert (m(ids).logits - m(padded, am).logits[:, :9]).abs().max() < 1e-5
+
+def test_init_is_berts():
+    set_seed(4)
+    m = BertForMaskedLM(BertConfig(n_layers=2, hidden=128))
+    w = m.bert.layers[0].ffn.up.weight
+    assert abs(w.std().item() - 0.02) < 0.001 and abs(w.mean().item()) < 0.001
+    assert abs(m.bert.embeddings.word.weight[1:].std().item() - 0.02) < 0.001
+    assert m.bert.embeddings.word.weight[0].abs().sum() == 0  # [PAD] row
+    assert (m.bert.layers[1].attn.q.bias == 0).all() and (m.mlm.bias == 0).all()
+    assert (m.bert.layers[1].attn_norm.weight == 1).all() and (m.mlm.norm.bias == 0).all()
+
+def test_soft_labels_and_regression():
+    set_seed(5)
+    m = BertForSequenceClassification(TOY).eval()
+    ids, am, tt = batch(TOY.vocab_size)
+    p = torch.softmax(torch.randn(3, 3), -1)
+    with torch.no_grad(): o = m(ids, am, tt, labels=p)
+    manual = -(p * torch.log_softmax(o.logits, -1)).sum(-1).mean()
+    assert torch.allclose(o.loss, manual, atol=1e-6)
+    r = BertForSequenceClassification(BertConfig(**{**TOY.__dict__, 'n_labels': 1})).eval()
+    y = torch.tensor([0.5, -1.0, 2.0])
+    with torch.no_grad(): o = r(ids, am, tt, labels=y)
+    assert o.logits.shape == (3, 1) and torch.allclose(o.loss, ((o.logits[:, 0] - y) ** 2).mean())
+
+def test_dropout_only_in_train_mode():
+    set_seed(6)
+    m = BertForSequenceClassification(TOY)
+    ids, am, tt = batch(TOY.vocab_size)
+    with torch.no_grad():
+        a, b = m(ids, am, tt).logits, m(ids, am, tt).logits
+        m.eval(); c, d = m(ids, am, tt).logits, m(ids, am, tt).logits
+    assert not torch.equal(a, b) and torch.equal(c, d)
+
+def test_bad_inputs():
+    m = BertModel(TOY)
+    with pytest.raises(ValueError, match='exceeds'): m(torch.zeros(1, 33, dtype=torch.long))
+    with pytest.raises(ValueError, match='attention_mask'): m(torch.zeros(2, 5, dtype=torch.long), torch.ones(2, 4))
+
+def test_overfits_a_tiny_batch():
+    set_seed(0)
+    cfg = BertConfig(n_layers=1, hidden=32, n_heads=2, vocab_size=30, max_positions=8, dropout=0.0, attn_dropout=0.0)
+    m = BertForMaskedLM(cfg)
+    ids = torch.randint(5, 30, (4, 8)); labels = torch.full_like(ids, -100); labels[:, 2] = ids[:, 2]
+    inp = ids.clone(); inp[:, 2] = 4
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    first = None
+    for _ in range(60):
+        loss = m(inp, labels=labels).loss
+        first = first or loss.item()
+        opt.zero_grad(); loss.backward(); opt.step()
+    assert abs(first - math.log(30)) < 0.3 and loss.item() < 0.05
