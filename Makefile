@@ -26,7 +26,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pd_nb demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest tests -n 2 --dist loadgroup -q
 
 export: $(STAMP)
@@ -35,3 +35,16 @@ export: $(STAMP)
 
 sizes: $(STAMP)
 	$(BIN)/pd_nb sizes
+
+# The docs site (docs/build_site.py: nbdev's pre-processing + Sphinx/MyST-NB, no execution) into _docs/,
+# and its browser check (headless Debian Chromium, installed when missing; screenshots in test-output/docs/).
+.PHONY: chromium docs-check
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+docs: $(STAMP)
+	$(BIN)/python docs/build_site.py
+
+docs-check: docs chromium
+	$(BIN)/python docs/check_site.py _docs --screenshots test-output/docs

@@ -1,0 +1,90 @@
+"""Step 1 (masked-LM pre-training): masking statistics, the sparse head against Hugging Face's dense loss,
+and `pd_nb pretrain` end to end, checked through Hugging Face."""
+import json, subprocess, sys
+from pathlib import Path
+import numpy as np, pytest, torch
+import torch.nn.functional as F
+from pd_nb.core import student_config
+from pd_nb.data import get_tokenizer
+from pd_nb.bert import BertForMaskedLM
+from pd_nb.hub import to_hf_config, to_hf_state_dict
+from pd_nb.pretrain import mask_tokens, masked_eval_set, evaluate_mlm, pretrain_config, pretrain
+
+tok = get_tokenizer()
+SPECIAL = sorted(tok.all_special_ids)
+
+def test_masking_statistics_over_many_tokens():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(1000, 30000, (2000, 128))
+    x[:, 0], x[:, -1] = tok.cls_token_id, tok.sep_token_id
+    x[:100, 64:] = tok.pad_token_id
+    y, labels = mask_tokens(x, tok.mask_token_id, len(tok), SPECIAL, generator=g)
+    picked = labels != -100
+    normal = ~torch.isin(x, torch.tensor(SPECIAL))
+    n = int(picked.sum())
+    assert abs(picked[normal].float().mean().item() - 0.15) < 0.003          # ~250k candidate positions
+    assert int(picked[~normal].sum()) == 0                                     # [CLS]/[SEP]/[PAD] never picked
+    assert torch.equal(labels[picked], x[picked]) and (y[~picked] == x[~picked]).all()
+    frac_mask = (y[picked] == tok.mask_token_id).float().mean().item()
+    frac_kept = (y[picked] == x[picked]).float().mean().item()
+    frac_rand = 1 - frac_mask - frac_kept
+    # binomial std for n≈37k is ~0.002 (80%) / 0.0016 (10%)
+    assert abs(frac_mask - 0.8) < 0.01 and abs(frac_kept - 0.1) < 0.01 and abs(frac_rand - 0.1) < 0.01, (n, frac_mask, frac_kept)
+
+def test_masking_is_reproducible_and_leaves_input_alone():
+    x = torch.randint(1000, 30000, (4, 32)); x0 = x.clone()
+    a = mask_tokens(x, 103, 30522, SPECIAL, generator=torch.Generator().manual_seed(5))
+    b = mask_tokens(x, 103, 30522, SPECIAL, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(x, x0) and all(torch.equal(u, v) for u, v in zip(a, b))
+
+def test_sparse_head_loss_equals_hugging_face_dense_loss():
+    "Our sparse-head MLM loss vs HF BertForMaskedLM (dense head, ignore_index) with the same weights and batch."
+    from transformers import BertForMaskedLM as HF
+    cfg = student_config('tiny', dropout=0.0, attn_dropout=0.0, init_range=0.2)
+    ours = BertForMaskedLM(cfg).eval()
+    hf = HF(to_hf_config(cfg)).eval()
+    missing, unexpected = hf.load_state_dict(to_hf_state_dict(ours), strict=False)
+    # HF's masked-LM class has no pooler, and its decoder weight/bias are tied to the embeddings / head bias
+    assert set(unexpected) <= {'bert.pooler.dense.weight', 'bert.pooler.dense.bias'}, unexpected
+    assert set(missing) <= {'cls.predictions.decoder.weight', 'cls.predictions.decoder.bias', 'bert.embeddings.position_ids'}, missing
+    hf.tie_weights()
+    assert torch.equal(hf.cls.predictions.decoder.weight, ours.bert.embeddings.word.weight)
+    x = torch.randint(1000, 30000, (6, 40)); x[:, 0] = tok.cls_token_id
+    am = torch.ones_like(x); am[:2, 30:] = 0; x[:2, 30:] = tok.pad_token_id
+    xb, yb = mask_tokens(x, tok.mask_token_id, len(tok), SPECIAL, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a = ours(xb, attention_mask=am, labels=yb)
+        b = hf(input_ids=xb, attention_mask=am, labels=yb)
+    assert a.logits.shape == (int((yb != -100).sum()), cfg.vocab_size)
+    assert abs(a.loss.item() - b.loss.item()) < 1e-5, (a.loss.item(), b.loss.item())
+    assert torch.allclose(a.logits, b.logits[yb != -100], atol=1e-4)
+
+def test_pretrain_config_rejects_unknown_fields_and_presets():
+    with pytest.raises(ValueError, match='unknown pretraining option'): pretrain_config('test', learning_rate=1)
+    with pytest.raises(ValueError, match='unknown pretraining preset'): pretrain_config('huge')
+
+def test_cli_pretrain_writes_hf_folder_that_learned(tmp_path):
+    "pd_nb pretrain -> an HF folder; its held-out MLM loss, computed by HF, is below the loss at initialisation."
+    out = tmp_path / 'tiny'
+    r = subprocess.run([str(Path(sys.executable).parent / 'pd_nb'), 'pretrain', '--preset', 'test', '--size', 'tiny', '--corpus', 'sample',
+                        '--max-steps', '12', '--lr', '2e-3', '--out', str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from transformers import AutoModelForMaskedLM
+    hf = AutoModelForMaskedLM.from_pretrained(out).eval()
+    summary = json.loads((out / 'pretrain_metrics.json').read_text())
+    manifest = json.loads((out / 'manifest.json').read_text())
+    assert manifest['config']['size'] == 'tiny' and manifest['versions']['torch'] and summary['steps'] == 12
+    from pd_nb.data import build_lm_memmap
+    cfg = pretrain_config('test')
+    mm = build_lm_memmap(['sample'], tok, 128, cfg.max_tokens)
+    ev = masked_eval_set(mm[-cfg.valid_rows:], tok.mask_token_id, len(tok), SPECIAL)
+    torch.manual_seed(0)
+    fresh = AutoModelForMaskedLM.from_config(hf.config).eval()
+    after, before = evaluate_mlm(hf, ev, batch_size=8), evaluate_mlm(fresh, ev, batch_size=8)
+    assert after['mlm_loss'] < before['mlm_loss'] - 0.5, (before, after)
+    assert abs(after['mlm_loss'] - summary['final_mlm_loss']) < 1e-3
+
+def test_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):
+    (tmp_path / 'run' / 'checkpoints' / 'step_00000010').mkdir(parents=True)
+    with pytest.raises(FileExistsError, match='resume'):
+        pretrain(pretrain_config('test'), tmp_path)
