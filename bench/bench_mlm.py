@@ -2,7 +2,7 @@
 Hugging Face `BertForMaskedLM` + `DataCollatorForLanguageModeling` in a plain PyTorch loop.
 
 Same student size, same batch, same packed 128-token rows (chapter 01's D_LM memmap of the embedded
-sample, or PD_NB_DATA's corpora with --corpus), same AdamW, after warm-up steps. Prints tokens/s for
+sample, or PD_NB_DATA's corpora with --corpus), same AdamW, after warm-up steps. Prints tokens/s (median step time) for
 both and the ratio. Run:  .venv/bin/python bench/bench_mlm.py --size tiny mini
 
 MFU (printed on CUDA): achieved model FLOP/s divided by the device's peak dense bf16 FLOP/s, where the
@@ -25,7 +25,8 @@ from pd_nb.core import student_config, set_seed, get_device, save_json, run_mani
 from pd_nb.data import get_tokenizer, build_lm_memmap
 from pd_nb.bert import BertForMaskedLM
 from pd_nb.hub import to_hf_config, to_hf_state_dict
-from pd_nb.learner import Learner, DataLoaders
+from pd_nb.learner import Learner, DataLoaders, Callback
+import statistics
 from pd_nb.pretrain import MLMMaskCB, Rows
 
 PEAK_BF16 = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12}
@@ -43,6 +44,18 @@ def peak_flops(device):
 def sync(device):
     if device.type == 'cuda': torch.cuda.synchronize(device)
 
+class StepTimer(Callback):
+    "Wall time of every optimiser step (synchronised on CUDA)."
+    order = 100
+    def __init__(self, device): self.device, self.times, self.t = device, [], None
+    def before_fit(self, learn): sync(self.device); self.t = time.perf_counter()
+    def after_step(self, learn):
+        sync(self.device); now = time.perf_counter(); self.times.append(now - self.t); self.t = now
+
+def tokens_per_s(times, batch, T=128):
+    "Tokens/s from the median step time (robust to a busy machine's outliers)."
+    return batch * T / statistics.median(times)
+
 def bench_ours(cfg, rows, batch, steps, warmup, device, precision, compile, accum):
     tok = get_tokenizer()
     set_seed(0)
@@ -51,9 +64,10 @@ def bench_ours(cfg, rows, batch, steps, warmup, device, precision, compile, accu
     learn = Learner(model, DataLoaders(dl), lr=1e-4, warmup=0, grad_accum=accum, precision=precision, compile=compile,
                     device=device, progress=False, log_every=10**9,
                     cbs=[MLMMaskCB(tok.mask_token_id, len(tok), sorted(tok.all_special_ids))])
-    learn.fit(max_steps=warmup); sync(device)
-    t0 = time.perf_counter(); learn.fit(max_steps=warmup + steps); sync(device)
-    return steps * batch * rows.shape[1] / (time.perf_counter() - t0)
+    learn.fit(max_steps=warmup)
+    timer = StepTimer(device)
+    learn.fit(max_steps=warmup + steps, cbs=[timer])
+    return tokens_per_s(timer.times, batch, rows.shape[1])
 
 def bench_hf(cfg, rows, batch, steps, warmup, device, precision, accum):
     from transformers import BertForMaskedLM as HFBertForMaskedLM, DataCollatorForLanguageModeling
@@ -78,10 +92,10 @@ def bench_hf(cfg, rows, batch, steps, warmup, device, precision, accum):
         torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
         opt.step(); opt.zero_grad(set_to_none=True)
     for _ in range(warmup): step()
-    sync(device); t0 = time.perf_counter()
-    for _ in range(steps): step()
-    sync(device)
-    return steps * batch * rows.shape[1] / (time.perf_counter() - t0)
+    times = []
+    for _ in range(steps):
+        sync(device); t0 = time.perf_counter(); step(); sync(device); times.append(time.perf_counter() - t0)
+    return tokens_per_s(times, batch, rows.shape[1])
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
