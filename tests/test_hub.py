@@ -215,11 +215,13 @@ def test_read_examples_fields_and_errors(tmp_path):
     assert read_examples(tmp_path / 'b.tsv') == [('hello there ', None)]
     with pytest.raises(FileNotFoundError, match='no such file'): read_examples(tmp_path / 'missing.txt')
     (tmp_path / 'c.csv').write_text('text\nx\n')
-    with pytest.raises(ValueError, match="unsupported format '.csv'"): read_examples(tmp_path / 'c.csv')
+    with pytest.raises(ValueError, match="unknown file type"): read_examples(tmp_path / 'c.csv')
     (tmp_path / 'd.jsonl').write_text('{"text": "x"}\n{"text": "y"\n')
     with pytest.raises(ValueError, match='line 2: not valid JSON'): read_examples(tmp_path / 'd.jsonl')
-    (tmp_path / 'e.jsonl').write_text('{"review": "x"}\n')
-    with pytest.raises(ValueError, match=r"line 1: no text field among \['review'\]"): read_examples(tmp_path / 'e.jsonl')
+    (tmp_path / 'e.jsonl').write_text('{"body": "x"}\n')
+    with pytest.raises(ValueError, match=r"line 1: no text field found .* found \['body'\]"): read_examples(tmp_path / 'e.jsonl')
+    (tmp_path / 'q.jsonl').write_text('{"question": "who?", "sentence": "me."}\n')
+    assert read_examples(tmp_path / 'q.jsonl') == [('who?', 'me.')]                    # QNLI's pair names
     (tmp_path / 'f.jsonl').write_text('{"text": "x"}\n{"text": 3}\n')
     with pytest.raises(ValueError, match="line 2: field 'text' is 3"): read_examples(tmp_path / 'f.jsonl')
     (tmp_path / 'g.tsv').write_text('sentence\tlabel\nx\t1\textra\n')
@@ -227,7 +229,7 @@ def test_read_examples_fields_and_errors(tmp_path):
     (tmp_path / 'h.txt').write_text('\n\n')
     with pytest.raises(ValueError, match='no examples'): read_examples(tmp_path / 'h.txt')
     (tmp_path / 'i.txt').write_bytes(b'\xff\xfe bad')
-    with pytest.raises(ValueError, match='not UTF-8'): read_examples(tmp_path / 'i.txt')
+    with pytest.raises(ValueError, match='not valid UTF-8'): read_examples(tmp_path / 'i.txt')
 
 def test_predict_file_refuses_folder_without_classifier(tmp_path, small):
     (tmp_path / 'in.txt').write_text('hello\n')
