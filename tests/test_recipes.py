@@ -15,6 +15,9 @@ from pd_nb.finetune import FinetuneConfig, finetune
 from pd_nb.distill import DistillConfig, init_student
 from pd_nb.recipes import RECIPES, RecipeConfig, RecipeError, get_recipe, run_recipe, default_pretrained
 
+# the tests share one module-scoped teacher and the runs of test_recipe_end_to_end: keep them on one xdist worker, in order
+pytestmark = pytest.mark.xdist_group("recipes")
+
 transformers.logging.set_verbosity_error()
 torch.set_num_threads(1)
 
@@ -60,11 +63,18 @@ def test_refusals_before_training(setting, tmp_path):
     assert not any(tmp_path.iterdir())                            # nothing was written
     assert default_pretrained('tiny') is not None and default_pretrained('mini') is None
 
+@pytest.fixture(scope='module')
+def runs(setting):
+    "All five recipes, run once in the paper's order (PD before PD-F); each with the weights it started from."
+    for name in ('basic', 'distillation', 'pf', 'pd', 'pd_f'):
+        cb = StartWeights()
+        setting['results'][name] = (run_recipe(name, setting['cfg'], dev=setting['dev'], cbs=[cb]), cb.state)
+    return setting['results']
+
 @pytest.mark.parametrize('name', ['basic', 'distillation', 'pf', 'pd', 'pd_f'])
-def test_recipe_end_to_end(setting, name):
-    cb = StartWeights()
-    res = run_recipe(name, setting['cfg'], dev=setting['dev'], cbs=[cb])
-    setting['results'][name] = (res, cb.state)
+def test_recipe_end_to_end(setting, runs, name):
+    res, state = runs[name]
+    cb = StartWeights(); cb.state = state
     out = Path(setting['cfg'].out_dir) / f'{name}_seed0'
     stage_file = 'finetune_metrics.json' if RECIPES[name].stages[-1] == 'finetune' else 'distill_metrics.json'
     for f in ('config.json', 'model.safetensors', 'manifest.json', 'recipe_metrics.json', stage_file):
@@ -86,8 +96,7 @@ def test_recipe_end_to_end(setting, name):
     if name in ('distillation', 'pd'):
         assert res['stages']['distill']['n_transfer'] == 100 and res['soft_labels']['n'] == 100
 
-def test_pd_f_starts_from_pd_output(setting):
-    if not {'pd', 'pd_f'} <= set(setting['results']): pytest.skip('needs the pd and pd_f runs')
+def test_pd_f_starts_from_pd_output(setting, runs):
     (pd_res, _), (pdf_res, start) = setting['results']['pd'], setting['results']['pd_f']
     pd_model = from_hf(Path(setting['cfg'].out_dir) / 'pd_seed0', 'sequence_classification', new_head_ok=False)
     ref = pd_model.state_dict()
@@ -98,8 +107,7 @@ def test_pd_f_starts_from_pd_output(setting):
     out = from_hf(Path(setting['cfg'].out_dir) / 'pd_f_seed0', 'sequence_classification', new_head_ok=False).state_dict()
     assert not all(torch.equal(out[k], ref[k]) for k in ref)
 
-def test_soft_labels_shared(setting):
-    if not {'distillation', 'pd'} <= set(setting['results']): pytest.skip('needs the distillation and pd runs')
+def test_soft_labels_shared(setting, runs):
     d, p = setting['results']['distillation'][0]['soft_labels'], setting['results']['pd'][0]['soft_labels']
     assert d['status'] == 'miss' and p['status'] == 'hit' and d['path'] == p['path']
 
