@@ -11,11 +11,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import BertConfig, student_config, set_seed, save_json, write_manifest
+from .core import BertConfig, student_config, set_seed, save_json, load_json, write_manifest
 from .data import DataError, TaskSpec, get_task, get_tokenizer
 from .bert import BertForSequenceClassification, init_bert_weights, count_params
 from .hub import from_hf, resolve_hf_dir
-from .learner import Learner, DataLoaders, read_log
+from .learner import Learner, DataLoaders, CheckpointCB, read_log
 from .finetune import (save_stage, TokenizedExamples, tokenize_examples, classification_loader, evaluate_classifier, BestModelCB,
                             task_metrics, save_classifier, as_examples, eval_split, check_label_names, checkpoint_label_names,
                             classifier_tokenizer, example_columns)
@@ -23,7 +23,7 @@ from .teacher import label_transfer_set, load_teacher
 
 # %% auto #0
 __all__ = ['INIT_KINDS', 'soft_cross_entropy', 'distill_loss', 'init_student', 'DistillConfig', 'check_teacher_probs',
-           'same_vocab', 'distill']
+           'same_vocab', 'teacher_task', 'distill']
 
 # %% ../nbs/08_distill.ipynb #6e6c321d
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float = 1.0,
@@ -157,10 +157,12 @@ class DistillConfig:
     chunk_batches: int = 50
     precision: str = 'auto'
     log_every: int = 10                   # optimiser steps between training-loss records
+    ckpt_every: int | None = None         # resumable training checkpoints every N steps (None: none)
+    holdout: int = 1000                   # without dev data: D_T examples held out, scored against the teacher's argmax
     seed: int = 0
 
     def __post_init__(self):
-        for f in ('batch_size', 'epochs', 'max_len', 'eval_batch_size', 'chunk_batches', 'log_every'):
+        for f in ('batch_size', 'epochs', 'max_len', 'eval_batch_size', 'chunk_batches', 'log_every', 'holdout'):
             if not isinstance(getattr(self, f), int) or getattr(self, f) < 1: raise ValueError(f"DistillConfig.{f} must be a positive integer, got {getattr(self, f)!r}")
         if not self.lr > 0: raise ValueError(f"DistillConfig.lr must be positive, got {self.lr!r}")
         if not self.temperature > 0: raise ValueError(f"DistillConfig.temperature must be positive, got {self.temperature!r}")
@@ -187,9 +189,30 @@ def same_vocab(tok_a, tok_b) -> bool:
     "Whether two tokenizers map the same strings to the same ids."
     return tok_a is tok_b or tok_a.get_vocab() == tok_b.get_vocab()
 
+# %% ../nbs/08_distill.ipynb #7e1c0a11
+def teacher_task(teacher, pair: bool = False) -> TaskSpec:
+    """A task whose label space is the teacher's own: for distilling a teacher when no task is named.
+
+    Args:
+        teacher: a fine-tuned classifier folder / hub id, or a model (ours or Hugging Face's).
+        pair: whether the examples are sentence pairs.
+
+    Returns:
+        A `TaskSpec` named after the teacher, with its label names (generic `LABEL_i` when it has none),
+        the accuracy metric and no data files (its dev set is held out from D_T, see `distill`).
+    """
+    names = checkpoint_label_names(teacher)
+    if names is None:
+        if isinstance(teacher, nn.Module): n = teacher.cfg.n_labels if hasattr(teacher, 'cfg') else teacher.config.num_labels
+        else: n = len(load_json(resolve_hf_dir(teacher) / 'config.json').get('id2label') or {})
+        if n < 2: raise ValueError(f"teacher {teacher}: its config declares {n} classes (id2label); a classifier teacher needs at least 2")
+        names = [f'LABEL_{i}' for i in range(n)]
+    name = f"teacher:{Path(str(teacher)).name}" if isinstance(teacher, (str, Path)) else f"teacher:{type(teacher).__name__}"
+    return TaskSpec(name, {}, ('text_a', 'text_b') if pair else ('text',), 'label', tuple(names))
+
 # %% ../nbs/08_distill.ipynb #45d7dc09
-def distill(student, teacher, transfer, task: str | TaskSpec, cfg: DistillConfig | None = None, out_dir=None, *,
-            dev=None, tokenizer=None, teacher_tokenizer=None, data_dir=None, progress: bool = True, cbs=()) -> dict:
+def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg: DistillConfig | None = None, out_dir=None, *,
+            dev=None, tokenizer=None, teacher_tokenizer=None, data_dir=None, resume: bool = False, progress: bool = True, cbs=()) -> dict:
     """Step 2 of Algorithm 1: train `student` on D_T against the teacher's soft labels; keep the best dev model.
 
     Args:
@@ -199,14 +222,17 @@ def distill(student, teacher, transfer, task: str | TaskSpec, cfg: DistillConfig
             folder / model (then D_T is labelled now, through the soft-label cache).
         transfer: D_T: a `datasets.Dataset` (`text_a`, optional `text_b`), a list of texts or pairs, or
             `TokenizedExamples` tokenized for the student (only with probabilities as `teacher`).
-        task: the task: label names, metric, dev split.
+        task: the task: label names, metric, dev split. None: the teacher's own label space
+            (`teacher_task`; needs a teacher folder / model), and without `dev` the student is scored
+            on `cfg.holdout` examples held out of D_T against the teacher's argmax (agreement).
         cfg: settings (default `DistillConfig()`).
-        out_dir: where the Hugging Face folder, `distill_metrics.json`, `manifest.json` and `run/` (log)
-            go; None: write nothing.
+        out_dir: where the Hugging Face folder, `distill_metrics.json`, `manifest.json` and `run/` (log,
+            checkpoints) go; None: write nothing.
         dev: the evaluation data (see `pd_nb.finetune.as_examples`); default the task's dev split.
         tokenizer: the student's tokenizer (default BERT's uncased vocabulary, or the student folder's).
         teacher_tokenizer: the teacher's, for the vocabulary check (default its folder's when `teacher` is one).
         data_dir: the data directory for the dev split (default `PD_NB_DATA`, else the embedded sample).
+        resume: continue from the latest checkpoint in `out_dir/run` (needs `cfg.ckpt_every`).
         progress: show a progress bar.
         cbs: extra Learner callbacks.
 
@@ -217,28 +243,38 @@ def distill(student, teacher, transfer, task: str | TaskSpec, cfg: DistillConfig
     Raises:
         DataError: an empty D_T. ValueError: teacher probabilities of another row count or class count
         than D_T and the student, or another vocabulary. LabelMismatchError: student labels not the task's.
+        FileExistsError: `out_dir` holds checkpoints of an earlier run and `resume` is False.
     """
-    spec, cfg = get_task(task), cfg or DistillConfig()
+    cfg = cfg or DistillConfig()
     out = Path(out_dir) if out_dir is not None else None
-    if isinstance(student, (str, Path)): student = init_student(student, label_names=spec.label_names)
+    n = len(transfer) if isinstance(transfer, TokenizedExamples) else len(example_columns(transfer)[0]) if len(transfer) else 0
+    if n == 0: raise DataError("the transfer set D_T is empty: nothing to distil on")
+    probs_given = isinstance(teacher, (np.ndarray, torch.Tensor))
+    if task is None:
+        if probs_given: raise ValueError("teacher probabilities carry no label names: name the task, or pass the teacher folder / model")
+        spec = teacher_task(teacher, pair=example_columns(transfer)[1] is not None)
+    else: spec = get_task(task)
+    own_labels = task is None                                 # labels taken from the teacher: nothing to check them against
+    if out is not None and not resume and any((out / 'run' / 'checkpoints').glob('step_*')):
+        raise FileExistsError(f"{out} holds checkpoints of an earlier run: pass resume=True to continue it, or choose another folder")
+    student_dir = student if isinstance(student, (str, Path)) else None
+    if student_dir is not None: student = init_student(student, label_names=spec.label_names)
     if not isinstance(student, BertForSequenceClassification):
         raise TypeError(f"student must be a BertForSequenceClassification or a checkpoint folder, got {type(student).__name__}")
     if student.cfg.n_labels != spec.n_labels:
         raise ValueError(f"the student has {student.cfg.n_labels} outputs, task {spec.name!r} has {spec.n_labels} labels {list(spec.label_names)}")
     check_label_names(checkpoint_label_names(student), spec, 'the student', allow_unnamed=True)
     student.label_names = list(spec.label_names)
-    tok = classifier_tokenizer(None, tokenizer)
-    n = len(transfer) if isinstance(transfer, TokenizedExamples) else len(example_columns(transfer)[0]) if len(transfer) else 0
-    if n == 0: raise DataError("the transfer set D_T is empty: nothing to distil on")
-    if isinstance(teacher, (np.ndarray, torch.Tensor)):
+    tok = classifier_tokenizer(student_dir, tokenizer)
+    if probs_given:
         probs, t_tok = teacher.cpu().numpy() if torch.is_tensor(teacher) else teacher, teacher_tokenizer
         source = 'probabilities'
     else:
         if isinstance(transfer, TokenizedExamples):
             raise ValueError("with a teacher model, D_T must be text (the teacher tokenizes it itself), not TokenizedExamples")
-        _, t_tok = load_teacher(teacher, spec, teacher_tokenizer)
+        _, t_tok = load_teacher(teacher, None if own_labels else spec, teacher_tokenizer)
         if not same_vocab(tok, t_tok): raise ValueError(_vocab_msg(tok, t_tok))
-        probs = label_transfer_set(teacher, transfer, t_tok, cfg.max_len, task=spec)
+        probs = label_transfer_set(teacher, transfer, t_tok, cfg.max_len, task=None if own_labels else spec)
         source = str(teacher) if isinstance(teacher, (str, Path)) else type(teacher).__name__
     if t_tok is not None and not same_vocab(tok, t_tok): raise ValueError(_vocab_msg(tok, t_tok))
     if len(tok) > student.cfg.vocab_size: raise ValueError(f"the tokenizer has {len(tok)} tokens, the student only {student.cfg.vocab_size} embeddings")
@@ -247,9 +283,17 @@ def distill(student, teacher, transfer, task: str | TaskSpec, cfg: DistillConfig
     tr = tr.with_fields(teacher_probs=probs, labels=tr.labels if cfg.alpha > 0 else None)
     if cfg.alpha > 0 and tr.labels is None: raise ValueError(f"alpha={cfg.alpha} needs gold labels in D_T, which has none")
     if cfg.max_len > student.cfg.max_positions: raise ValueError(f"max_len={cfg.max_len} exceeds the student's {student.cfg.max_positions} positions")
-    dev_split = eval_split(spec)
-    dv = as_examples(dev, spec, dev_split, tok, cfg.max_len, cfg.max_dev, cfg.seed, data_dir)
-    if out is not None: shutil.rmtree(out / 'run', ignore_errors=True)
+    if dev is None and not spec.files and not spec.hf_splits:          # no dev data anywhere: hold some of D_T out
+        k = min(cfg.holdout, len(tr) // 10)
+        if k < 1: raise DataError(f"D_T has {len(tr)} examples: too few to hold out a dev set (>= 10 needed); pass dev data or a task")
+        perm = np.random.default_rng(cfg.seed).permutation(len(tr))
+        dv = tr.subset(np.sort(perm[:k])); tr = tr.subset(np.sort(perm[k:]))
+        dv = dv.with_fields(labels=dv.fields['teacher_probs'].argmax(1), teacher_probs=None)
+        dev_split = f'{k} held-out D_T examples (teacher argmax)'
+    else:
+        dev_split = eval_split(spec) if dev is None else 'given'
+        dv = as_examples(dev, spec, dev_split, tok, cfg.max_len, cfg.max_dev, cfg.seed, data_dir)
+    if out is not None and not resume: shutil.rmtree(out / 'run', ignore_errors=True)
     set_seed(cfg.seed)
     dls = DataLoaders(classification_loader(tr, cfg.batch_size, True, cfg.seed, cfg.chunk_batches),
                       classification_loader(dv, cfg.eval_batch_size, shuffle=False))
@@ -257,14 +301,15 @@ def distill(student, teacher, transfer, task: str | TaskSpec, cfg: DistillConfig
     config = {'task': spec.name, 'init': getattr(student, 'init', None), 'teacher': source, 'student': [student.cfg.n_layers, student.cfg.hidden], **asdict(cfg)}
     loss = functools.partial(distill_loss, temperature=cfg.temperature, t2_scale=cfg.t2_scale, alpha=cfg.alpha)
     learn = Learner(student, dls, loss, lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup, clip=cfg.clip, precision=cfg.precision,
-                    seed=cfg.seed, run_dir=out / 'run' if out else None, config=config, log_every=cfg.log_every, progress=progress, cbs=[best, *cbs])
+                    seed=cfg.seed, run_dir=out / 'run' if out else None, config=config, log_every=cfg.log_every, progress=progress,
+                    cbs=[best, *([CheckpointCB(cfg.ckpt_every)] if cfg.ckpt_every and out else []), *cbs])
     t0 = time.time()
-    learn.fit(cfg.epochs, max_steps=cfg.max_steps)
+    learn.fit(cfg.epochs, max_steps=cfg.max_steps, resume=resume)
     rec = best.restore(learn)
     final = evaluate_classifier(learn.model, dv, spec, cfg.eval_batch_size, learn.device, learn.precision)
-    train_recs = [r for r in learn.history if 'loss' in r]
+    train_recs = [r for r in (read_log(out / 'run') if out else learn.history) if 'loss' in r]
     summary = dict(task=spec.name, init=config['init'], teacher=source, label_names=list(spec.label_names), metric=spec.metric,
-                   dev_split=dev_split if dev is None else 'given', dev=final, dev_score=final[spec.metric],
+                   dev_split=dev_split, dev=final, dev_score=final[spec.metric],
                    best_step=rec['step'], best_epoch=rec['epoch'], evals=best.evals, steps=learn.step,
                    first_loss=train_recs[0]['loss'] if train_recs else None, last_loss=train_recs[-1]['loss'] if train_recs else None,
                    n_transfer=len(tr), n_dev=len(dv), batch_size=cfg.batch_size, lr=cfg.lr,

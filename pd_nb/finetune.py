@@ -254,7 +254,7 @@ def classification_metrics(logits, labels, metric: str = 'accuracy') -> dict:
     logits, labels = torch.as_tensor(logits), torch.as_tensor(labels)
     if labels.dim() == 2: labels = labels.argmax(-1)
     preds = logits.argmax(-1)
-    out = {'accuracy': (preds == labels).float().mean().item()}
+    out = {'accuracy': (preds == labels).sum().item() / max(len(labels), 1)}     # exact: a count over n
     if metric in ('f1', 'acc_and_f1'): out['f1'] = f1_score(preds, labels)
     if metric == 'acc_and_f1': out['acc_and_f1'] = (out['accuracy'] + out['f1']) / 2
     if metric == 'macro_f1': out['macro_f1'] = float(np.mean([f1_score(preds, labels, c) for c in range(logits.shape[-1])]))

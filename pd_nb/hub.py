@@ -40,6 +40,8 @@ def resolve_hf_dir(name_or_dir: str | Path) -> Path:
     p = Path(s).expanduser()
     if p.is_dir(): return p
     if p.exists(): raise NotADirectoryError(f"{p} is a file; expected a checkpoint folder (config.json + weights) or a hub id")
+    if s.startswith(('/', '.', '~')) or s.count('/') > 1 or '\\' in s:    # a path, not an 'org/name' hub id
+        raise FileNotFoundError(f"{s}: no such checkpoint folder")
     try:
         from huggingface_hub import snapshot_download
         return Path(snapshot_download(s, allow_patterns=_HUB_FILES))
