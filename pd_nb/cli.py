@@ -14,13 +14,12 @@ from .pretrain import PretrainConfig, PRETRAIN_PRESETS, pretrain_config, pretrai
 from .finetune import FinetuneConfig, finetune, classifier_tokenizer
 from .teacher import TEACHER_CONFIG, train_teacher
 from .distill import DistillConfig, distill, init_student, teacher_task
-from .recipes import RecipeConfig, get_recipe, run_recipe
+from .recipes import RecipeConfig, get_recipe, run_recipe, demo_configs, RECIPES, default_pretrained
 
 # %% auto #0
 __all__ = ['COMMANDS', 'size_rows', 'format_table', 'command', 'cmd_sizes', 'build_parser', 'main', 'cmd_predict',
-           'config_from_file', 'cmd_pretrain', 'demo_configs', 'cmd_demo', 'recipe_config', 'cmd_run', 'is_size',
-           'labelled_file', 'check_out_dir', 'stage_config', 'cmd_teacher', 'cmd_finetune', 'cli_student',
-           'cmd_distill', 'cmd_eval']
+           'config_from_file', 'cmd_pretrain', 'cmd_demo', 'recipe_config', 'cmd_run', 'is_size', 'labelled_file',
+           'check_out_dir', 'stage_config', 'cmd_teacher', 'cmd_finetune', 'cli_student', 'cmd_distill', 'cmd_eval']
 
 # %% ../nbs/10_cli.ipynb #76d6a68e
 def size_rows() -> list[dict]:
@@ -140,28 +139,11 @@ def _pretrain_args(p):
 cmd_pretrain.add_args = _pretrain_args
 
 # %% ../nbs/10_cli.ipynb #0ba2fe53
-def demo_configs(tiny: bool = False) -> tuple:
-    """The teacher's and the recipes' configs of `pd_nb demo` (`tiny`: the test suite's sizes).
-
-    Returns:
-        (teacher `FinetuneConfig`, `RecipeConfig` without teacher/output folders).
-    """
-    if tiny:
-        teacher = FinetuneConfig(n_layers=1, batch_size=8, max_steps=3, max_train=32, max_dev=32, max_len=64)
-        ft = FinetuneConfig(lr=3e-4, batch_size=16, max_steps=3, max_train=32, max_len=64, max_dev=32, eval_batch_size=32)
-        ds = DistillConfig(lr=3e-4, batch_size=16, max_steps=3, max_len=64, max_dev=32, eval_batch_size=32)
-        return teacher, RecipeConfig(task='sst2', size='tiny', transfer='imdb', max_transfer=48, finetune=ft, distill=ds)
-    teacher = FinetuneConfig(lr=1e-4, batch_size=32, epochs=1, max_train=800, max_len=64, max_dev=400)
-    ft = FinetuneConfig(lr=3e-4, batch_size=32, epochs=3, max_train=800, max_len=64, max_dev=400, eval_batch_size=128)
-    ds = DistillConfig(lr=3e-4, batch_size=32, epochs=3, max_len=64, max_dev=400, eval_batch_size=128)
-    return teacher, RecipeConfig(task='sst2', size='tiny', transfer='imdb', max_transfer=4000, finetune=ft, distill=ds)
-
 @command('demo', 'the main job on the embedded sample: teacher, D_T labelling and the five recipes (no download)')
 def cmd_demo(args):
     """The paper's pipeline at small scale on the embedded SST-2/IMDB sample: a table and a bar chart."""
     import shutil, os
     from pd_nb.teacher import train_teacher
-    from pd_nb.recipes import RECIPES, default_pretrained
     from pd_nb.core import save_json, run_manifest
     t0 = time.time()
     out = Path(args.out) if args.out else repo_root() / 'runs' / 'demo'

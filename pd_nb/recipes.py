@@ -16,8 +16,8 @@ from .teacher import label_transfer_set
 from .distill import DistillConfig, init_student, distill
 
 # %% auto #0
-__all__ = ['RECIPES', 'DEFAULT_TRANSFER', 'Recipe', 'get_recipe', 'default_pretrained', 'RecipeConfig', 'RecipeError',
-           'transfer_set', 'initial_student', 'run_recipe']
+__all__ = ['RECIPES', 'DEFAULT_TRANSFER', 'Recipe', 'get_recipe', 'default_pretrained', 'RecipeConfig', 'demo_configs',
+           'RecipeError', 'transfer_set', 'initial_student', 'run_recipe']
 
 # %% ../nbs/09_recipes.ipynb #398fd8d8
 @dataclass(frozen=True)
@@ -85,6 +85,23 @@ class RecipeConfig:
         "Where recipe `recipe` writes: `<out_dir or data/results/<experiment>>/<recipe>_seed<seed>`, or None."
         parent = Path(self.out_dir) if self.out_dir is not None else results_dir() / self.experiment if self.experiment else None
         return parent / f"{get_recipe(recipe).name}_seed{self.seed}" if parent is not None else None
+
+# %% ../nbs/09_recipes.ipynb #d3c0f002
+def demo_configs(tiny: bool = False) -> tuple:
+    """The teacher's and the recipes' configs of `pd_nb demo` (`tiny`: the test suite's sizes).
+
+    Returns:
+        (teacher `FinetuneConfig`, `RecipeConfig` without teacher/output folders).
+    """
+    if tiny:
+        teacher = FinetuneConfig(n_layers=1, batch_size=8, max_steps=3, max_train=32, max_dev=32, max_len=64)
+        ft = FinetuneConfig(lr=3e-4, batch_size=16, max_steps=3, max_train=32, max_len=64, max_dev=32, eval_batch_size=32)
+        ds = DistillConfig(lr=3e-4, batch_size=16, max_steps=3, max_len=64, max_dev=32, eval_batch_size=32)
+        return teacher, RecipeConfig(task='sst2', size='tiny', transfer='imdb', max_transfer=48, finetune=ft, distill=ds)
+    teacher = FinetuneConfig(lr=1e-4, batch_size=32, epochs=1, max_train=800, max_len=64, max_dev=400)
+    ft = FinetuneConfig(lr=3e-4, batch_size=32, epochs=3, max_train=800, max_len=64, max_dev=400, eval_batch_size=128)
+    ds = DistillConfig(lr=3e-4, batch_size=32, epochs=3, max_len=64, max_dev=400, eval_batch_size=128)
+    return teacher, RecipeConfig(task='sst2', size='tiny', transfer='imdb', max_transfer=4000, finetune=ft, distill=ds)
 
 # %% ../nbs/09_recipes.ipynb #430e3d3d
 class RecipeError(ValueError):
@@ -164,7 +181,10 @@ def run_recipe(name: str | Recipe, cfg: RecipeConfig | None = None, *, train=Non
         if pd_out is not None and (pd_out / 'recipe_metrics.json').exists() and _same_pd(load_json(pd_out / 'recipe_metrics.json'), cfg):
             pd_res = load_json(pd_out / 'recipe_metrics.json'); pd_res['reused'] = True
         else:
-            pd_res = run_recipe('pd', cfg, dev=dev, transfer=transfer, progress=progress)
+            pd_cfg = cfg
+            if pd_out is not None and (pd_out / 'recipe_metrics.json').exists():   # another config's PD run: leave it, run PD inside ours
+                pd_cfg = replace(cfg, out_dir=str(out), experiment=None); pd_out = pd_cfg.run_dir('pd')
+            pd_res = run_recipe('pd', pd_cfg, dev=dev, transfer=transfer, progress=progress)
         stages['distill'] = pd_res['stages']['distill']; soft = pd_res.get('soft_labels')
         start = pd_out if pd_out is not None else pd_res.pop('_model')
         stages['finetune'] = res = finetune(start, spec, ft_cfg, out, train=train, dev=dev, data_dir=cfg.data_dir,

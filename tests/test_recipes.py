@@ -107,6 +107,18 @@ def test_pd_f_starts_from_pd_output(setting, runs):
     out = from_hf(Path(setting['cfg'].out_dir) / 'pd_f_seed0', 'sequence_classification', new_head_ok=False).state_dict()
     assert not all(torch.equal(out[k], ref[k]) for k in ref)
 
+def test_pd_f_leaves_another_configs_pd_run_alone(setting, runs, tmp_path):
+    "A PD run of another config in the sibling folder is not overwritten: PD-F runs its own PD inside its folder."
+    import hashlib, shutil
+    parent = tmp_path / 'runs'; shutil.copytree(Path(setting['cfg'].out_dir) / 'pd_seed0', parent / 'pd_seed0')
+    digest = lambda d: hashlib.sha256(b''.join(p.read_bytes() for p in sorted(d.rglob('*')) if p.is_file())).hexdigest()
+    before = digest(parent / 'pd_seed0')
+    cfg = replace(setting['cfg'], out_dir=str(parent), distill=replace(setting['cfg'].distill, lr=5e-4))   # another PD config
+    res = run_recipe('pd_f', cfg, dev=setting['dev'])
+    assert digest(parent / 'pd_seed0') == before
+    inner = parent / 'pd_f_seed0' / 'pd_seed0'
+    assert load_json(inner / 'recipe_metrics.json')['config']['distill']['lr'] == 5e-4 and res['init'] == f"PD ({inner})"
+
 def test_soft_labels_shared(setting, runs):
     d, p = setting['results']['distillation'][0]['soft_labels'], setting['results']['pd'][0]['soft_labels']
     assert d['status'] == 'miss' and p['status'] == 'hit' and d['path'] == p['path']
