@@ -4,13 +4,12 @@
 
 # %% ../nbs/02_bert.ipynb #c754a6cd
 from __future__ import annotations
-import math
 from dataclasses import dataclass
 from functools import partial
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import BertConfig, student_config, all_student_configs, bert_param_count, paper_params_m, PAPER_TRUNCATED, set_seed
+from .core import BertConfig
 
 # %% auto #0
 __all__ = ['BertOutput', 'EncoderOutput', 'BertEmbeddings', 'SelfAttention', 'FeedForward', 'BertLayer', 'init_bert_weights',

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, json, sys, time
 from pathlib import Path
 from dataclasses import asdict, fields, replace
-from .core import all_student_configs, bert_param_count, paper_params_m, BertConfig, repo_root, load_json, save_json, in_test, student_config
+from .core import all_student_configs, bert_param_count, paper_params_m, repo_root, load_json, save_json, student_config
 from .data import get_task, load_transfer
 from .hub import predict_file
 from .pretrain import PretrainConfig, PRETRAIN_PRESETS, pretrain_config, pretrain
@@ -142,7 +142,7 @@ cmd_pretrain.add_args = _pretrain_args
 @command('demo', 'the main job on the embedded sample: teacher, D_T labelling and the five recipes (no download)')
 def cmd_demo(args):
     """The paper's pipeline at small scale on the embedded SST-2/IMDB sample: a table and a bar chart."""
-    import shutil, os
+    import shutil
     from pd_nb.teacher import train_teacher
     from pd_nb.core import save_json, run_manifest
     t0 = time.time()

@@ -4,8 +4,8 @@
 
 # %% ../nbs/00_core.ipynb #cd5c5f29
 from __future__ import annotations
-import os, sys, json, random, platform, subprocess, tempfile, importlib, importlib.util, time, contextlib
-from dataclasses import dataclass, field, asdict, replace, fields
+import os, json, random, platform, subprocess, tempfile, importlib, importlib.util, time, contextlib
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
 import torch

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
-from .core import data_dir, sample_dir, cache_dir, minilm_dir, atomic_path, save_json, load_json, in_test
+from .core import data_dir, sample_dir, cache_dir, minilm_dir, atomic_path, save_json, load_json
 
 # %% auto #0
 __all__ = ['SENTIMENT', 'NLI3', 'TASKS', 'LM_CORPORA', 'LM_CACHE_VERSION', 'DataError', 'get_tokenizer', 'iter_lines', 'iter_tsv',

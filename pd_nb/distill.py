@@ -5,19 +5,19 @@
 # %% ../nbs/08_distill.ipynb #27316c5e
 from __future__ import annotations
 import functools, shutil, time
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import BertConfig, student_config, set_seed, save_json, load_json, write_manifest
-from .data import DataError, TaskSpec, get_task, get_tokenizer
+from .core import BertConfig, student_config, set_seed, load_json
+from .data import DataError, TaskSpec, get_task
 from .bert import BertForSequenceClassification, init_bert_weights, count_params
 from .hub import from_hf, resolve_hf_dir
 from .learner import Learner, DataLoaders, CheckpointCB, read_log
 from .finetune import (save_stage, TokenizedExamples, tokenize_examples, classification_loader, evaluate_classifier, BestModelCB,
-                            task_metrics, save_classifier, as_examples, eval_split, check_label_names, checkpoint_label_names,
+                            task_metrics, as_examples, eval_split, check_label_names, checkpoint_label_names,
                             classifier_tokenizer, example_columns)
 from .teacher import label_transfer_set, load_teacher
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_finetune.ipynb #4eb3fe7e
 from __future__ import annotations
-import copy, functools, itertools, shutil, time, warnings
+import copy, functools, itertools, shutil, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence

@@ -12,11 +12,10 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, Sampler
 from tqdm import tqdm
-from .core import atomic_path, get_device, in_test, load_json, save_json, set_seed, write_manifest
+from .core import atomic_path, get_device, load_json, save_json, write_manifest
 
 # %% auto #0
 __all__ = ['forward_keys', 'model_inputs', 'model_loss', 'to_device', 'param_groups', 'adamw', 'warmup_linear',

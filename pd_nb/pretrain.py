@@ -4,15 +4,14 @@
 
 # %% ../nbs/05_pretrain.ipynb #123b6780
 from __future__ import annotations
-import math, time, argparse
-from dataclasses import dataclass, asdict, field, replace
+import time
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from .core import (student_config, set_seed, get_device, in_test, save_json, load_json, write_manifest,
-                        results_dir, repo_root)
+from .core import (student_config, set_seed, save_json, write_manifest)
 from .data import get_tokenizer, build_lm_memmap, lm_memmap_info
 from .bert import BertForMaskedLM, count_params
 from .hub import save_hf

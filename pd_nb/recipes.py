@@ -4,13 +4,13 @@
 
 # %% ../nbs/09_recipes.ipynb #4e3811f4
 from __future__ import annotations
-import json, tempfile, time
+import json, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import numpy as np
 import torch.nn as nn
 from .core import student_config, repo_root, results_dir, save_json, load_json, write_manifest
-from .data import get_task, load_task, load_transfer, TaskSpec
+from .data import get_task, load_task, load_transfer
 from .finetune import FinetuneConfig, finetune, classifier_tokenizer
 from .teacher import label_transfer_set
 from .distill import DistillConfig, init_student, distill

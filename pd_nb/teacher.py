@@ -5,17 +5,16 @@
 # %% ../nbs/07_teacher.ipynb #fbabbc1b
 from __future__ import annotations
 import hashlib, json, time, warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 import torch
 import torch.nn as nn
 from .core import cache_dir, atomic_path, save_json, load_json, get_device
-from .data import TaskSpec, get_task, get_tokenizer, tokenizer_fingerprint
+from .data import TaskSpec, get_task, tokenizer_fingerprint
 from .hub import from_hf, resolve_hf_dir, checkpoint_heads
 from .finetune import (FinetuneConfig, finetune, finetune_sweep, checkpoint_label_names, check_label_names,
-                            LabelMismatchError, tokenize_examples, predict_logits, classifier_tokenizer, example_columns)
+                            tokenize_examples, predict_logits, classifier_tokenizer, example_columns)
 
 # %% auto #0
 __all__ = ['TEACHER_CONFIG', 'TEACHER_GRID', 'SOFT_LABEL_VERSION', 'train_teacher', 'check_teacher_labels', 'load_teacher',
