@@ -17,9 +17,10 @@ from .distill import DistillConfig, distill, init_student, teacher_task
 from .recipes import RecipeConfig, get_recipe, run_recipe, demo_configs, RECIPES, default_pretrained
 
 # %% auto #0
-__all__ = ['COMMANDS', 'size_rows', 'format_table', 'command', 'cmd_sizes', 'build_parser', 'main', 'cmd_predict',
-           'config_from_file', 'cmd_pretrain', 'cmd_demo', 'recipe_config', 'cmd_run', 'is_size', 'labelled_file',
-           'check_out_dir', 'stage_config', 'cmd_teacher', 'cmd_finetune', 'cli_student', 'cmd_distill', 'cmd_eval']
+__all__ = ['COMMANDS', 'EVAL_DEFAULTS', 'size_rows', 'format_table', 'command', 'cmd_sizes', 'build_parser', 'main',
+           'cmd_predict', 'config_from_file', 'cmd_pretrain', 'cmd_demo', 'recipe_config', 'cmd_run', 'is_size',
+           'labelled_file', 'check_out_dir', 'stage_config', 'cmd_teacher', 'cmd_finetune', 'cli_student',
+           'cmd_distill', 'cmd_eval']
 
 # %% ../nbs/10_cli.ipynb #76d6a68e
 def size_rows() -> list[dict]:
@@ -416,13 +417,19 @@ def _distill_args(p):
     _stage_flags(p, train=False)
 cmd_distill.add_args = _distill_args
 
+EVAL_DEFAULTS = dict(task='sst2', split=None, data=None, data_dir=None, max_len=128, batch_size=256, max_n=None, allow_unnamed=False)
+
 @command('eval', "score a classifier folder on a task's dev split or a labelled file")
 def cmd_eval(args):
-    """Print (and with `--out` write as JSON) the metrics of `--model` on `--task` data."""
+    """Print (and with `--out` write as JSON) the metrics of `--model` on `--task` data (defaults < `--config` < flags)."""
     from pd_nb.teacher import load_teacher
-    from pd_nb.finetune import as_examples, evaluate_classifier, eval_split
+    from pd_nb.finetune import as_examples, evaluate_classifier, eval_split, check_label_names, checkpoint_label_names
+    conf = load_json(args.config) if args.config else {}
+    if not isinstance(conf, dict) or (bad := sorted(set(conf) - set(EVAL_DEFAULTS))):
+        raise ValueError(f"{args.config}: expected a JSON object with some of {sorted(EVAL_DEFAULTS)}; unknown: {bad if isinstance(conf, dict) else conf!r}")
+    for k, v in EVAL_DEFAULTS.items():
+        if getattr(args, k) in (None, False): setattr(args, k, conf.get(k, v))
     spec = get_task(args.task)
-    from pd_nb.finetune import check_label_names, checkpoint_label_names
     model, tok = load_teacher(args.model)                  # refuses a folder without a trained classification head
     n = model.cfg.n_labels if hasattr(model, 'cfg') else model.config.num_labels
     if n != spec.n_labels: raise ValueError(f"model {args.model} has {n} classes, task {spec.name!r} has {spec.n_labels} labels {list(spec.label_names)}")
@@ -437,11 +444,12 @@ def cmd_eval(args):
 
 def _eval_args(p):
     p.add_argument('--model', required=True, help='a classifier folder (Hugging Face format) or hub id')
-    p.add_argument('--task', default='sst2', help='label space, metric and splits (default sst2)')
+    p.add_argument('--config', help=f'JSON file of settings: some of {sorted(EVAL_DEFAULTS)}')
+    p.add_argument('--task', help='label space, metric and splits (default sst2)')
     p.add_argument('--split', help="the task's split (default its dev split)")
     p.add_argument('--data', help='a labelled .tsv/.jsonl file instead of a split')
     p.add_argument('--data-dir', help='full data directory (default: $PD_NB_DATA, else the embedded sample)')
-    p.add_argument('--max-len', type=int, default=128); p.add_argument('--batch-size', type=int, default=256)
+    p.add_argument('--max-len', type=int, help='default 128'); p.add_argument('--batch-size', type=int, help='default 256')
     p.add_argument('--max-n', type=int, help='seeded random subset')
     p.add_argument('--allow-unnamed', action='store_true', help="accept a head with generic LABEL_i names (class i = the task's i-th label)")
     p.add_argument('--json', action='store_true', help='print JSON'); p.add_argument('--out', help='also write the result as JSON here')

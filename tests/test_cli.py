@@ -87,6 +87,16 @@ def test_eval_matches_hugging_face(work):
             correct += int(model(**enc).logits.argmax(-1).item() == dev[int(i)]['label'])
     assert res['n'] == 40 and abs(res['accuracy'] - correct / 40) < 1e-9
 
+def test_eval_config_file_then_flags(work, tmp_path):
+    conf = tmp_path / 'eval.json'
+    conf.write_text(json.dumps({'task': 'sst2', 'max_len': 32, 'max_n': 40}))
+    rc, so, err = run('eval', '--model', work / 'teacher', '--config', conf, '--max-n', '20', '--json')
+    assert rc == 0, err
+    assert json.loads(so)['n'] == 20
+    conf.write_text(json.dumps({'tsk': 'sst2'}))
+    rc, so, err = run('eval', '--model', work / 'teacher', '--config', conf)
+    assert rc == 2 and 'tsk' in err and 'eval.json' in err
+
 def test_finetune_command_basic_and_labelled_files(work, tmp_path):
     train = tmp_path / 'train.jsonl'
     train.write_text(''.join(json.dumps({'sentence': t, 'label': l}) + '\n' for t, l in
