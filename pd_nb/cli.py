@@ -8,7 +8,7 @@ import argparse, json, sys, time
 from pathlib import Path
 from dataclasses import asdict, fields, replace
 from .core import all_student_configs, bert_param_count, paper_params_m, repo_root, load_json, save_json, student_config
-from .data import get_task, load_transfer
+from .data import get_task, load_transfer, read_labelled
 from .hub import predict_file
 from .pretrain import PretrainConfig, PRETRAIN_PRESETS, pretrain_config, pretrain
 from .finetune import FinetuneConfig, finetune, classifier_tokenizer
@@ -19,8 +19,7 @@ from .recipes import RecipeConfig, get_recipe, run_recipe, demo_configs, RECIPES
 # %% auto #0
 __all__ = ['COMMANDS', 'EVAL_DEFAULTS', 'size_rows', 'format_table', 'command', 'cmd_sizes', 'build_parser', 'main',
            'cmd_predict', 'config_from_file', 'cmd_pretrain', 'cmd_demo', 'recipe_config', 'cmd_run', 'is_size',
-           'labelled_file', 'check_out_dir', 'stage_config', 'cmd_teacher', 'cmd_finetune', 'cli_student',
-           'cmd_distill', 'cmd_eval']
+           'check_out_dir', 'stage_config', 'cmd_teacher', 'cmd_finetune', 'cli_student', 'cmd_distill', 'cmd_eval']
 
 # %% ../nbs/10_cli.ipynb #76d6a68e
 def size_rows() -> list[dict]:
@@ -144,8 +143,7 @@ cmd_pretrain.add_args = _pretrain_args
 def cmd_demo(args):
     """The paper's pipeline at small scale on the embedded SST-2/IMDB sample: a table and a bar chart."""
     import shutil
-    from pd_nb.teacher import train_teacher
-    from pd_nb.core import save_json, run_manifest
+    from pd_nb.core import run_manifest
     t0 = time.time()
     out = Path(args.out) if args.out else repo_root() / 'runs' / 'demo'
     for d in ('teacher', 'runs', 'tiny_mlm'): shutil.rmtree(out / d, ignore_errors=True)   # this command's own earlier output
@@ -262,23 +260,6 @@ def is_size(s: str) -> bool:
     import re
     return s.lower() in _SIZE_NAMES or bool(re.fullmatch(r'\d+/\d+|L\d+_H\d+', s))
 
-def labelled_file(path, label_names) -> 'datasets.Dataset':
-    """A labelled `.tsv`/`.jsonl` file as a dataset with the given label space.
-
-    Its text field(s) are found by name (`sentence`, `text`, `premise`/`hypothesis`, ...), its label
-    field is the first of `label`, `labels`, `gold_label`, ...; values are label names or class indices.
-
-    Raises:
-        DataError: a plain `.txt` file, no text field, no label field, or a label outside `label_names`.
-    """
-    from pd_nb.data import DataError, file_format, find_text_fields, read_file, _first_record, _LABEL_FIELDS
-    fmt = file_format(path)
-    if fmt == 'txt': raise DataError(f"{path}: a plain text file has no labels; use a .tsv with a header or .jsonl with a label field")
-    fields = list(_first_record(path))
-    label = next((f for f in _LABEL_FIELDS if f in fields), None)
-    if label is None: raise DataError(f"{path}: no label field (expected one of {list(_LABEL_FIELDS)}); found {fields}")
-    return read_file(path, find_text_fields(path, fields), label, label_names)
-
 def check_out_dir(out, overwrite: bool = False, resume: bool = False) -> Path:
     """`out` as a Path, after refusing a folder that already holds a trained model (unless `overwrite` or `resume`).
 
@@ -342,8 +323,8 @@ def cmd_finetune(args):
     out = check_out_dir(args.out, args.overwrite, args.resume)
     cfg = stage_config(args, FinetuneConfig)
     model = (init_student('random', args.model, label_names=spec.label_names, seed=cfg.seed) if is_size(args.model) else args.model)
-    train = labelled_file(args.train, spec.label_names) if args.train else None
-    dev = labelled_file(args.dev, spec.label_names) if args.dev else None
+    train = read_labelled(args.train, spec.label_names) if args.train else None
+    dev = read_labelled(args.dev, spec.label_names) if args.dev else None
     s = finetune(model, spec, cfg, out, train=train, dev=dev, data_dir=args.data_dir, resume=args.resume, progress=not args.quiet)
     print(f"fine-tuned {args.model} on {spec.name} ({s['n_train']:,} examples, {s['steps']} steps): dev {spec.metric} "
           f"{s['dev_score']:.4f} on {s['n_dev']} examples; wrote {out}")
@@ -390,7 +371,7 @@ def cmd_distill(args):
     for w in caught: print(f"pd_nb distill: warning: {w.message}", file=sys.stderr)
     names = spec.label_names if spec else teacher_task(args.teacher).label_names
     student = cli_student(args.student, args.size, names, cfg.seed)
-    dev = labelled_file(args.dev, names) if args.dev else None
+    dev = read_labelled(args.dev, names) if args.dev else None
     kind, _, src = args.student.partition(':')
     src = src if kind in ('truncated', 'embeddings') else args.student
     tok = classifier_tokenizer(src) if not is_size(args.student) and Path(src).is_dir() else None   # a checkpoint's own tokenizer
@@ -435,7 +416,7 @@ def cmd_eval(args):
     if n != spec.n_labels: raise ValueError(f"model {args.model} has {n} classes, task {spec.name!r} has {spec.n_labels} labels {list(spec.label_names)}")
     check_label_names(checkpoint_label_names(args.model), spec, f"model {args.model}", args.allow_unnamed)
     split = args.split or eval_split(spec)
-    data = labelled_file(args.data, spec.label_names) if args.data else None
+    data = read_labelled(args.data, spec.label_names) if args.data else None
     ex = as_examples(data, spec, split, tok, args.max_len, args.max_n, 0, args.data_dir)
     m = evaluate_classifier(model, ex, spec, args.batch_size)
     res = dict(model=str(args.model), task=spec.name, data=str(args.data) if args.data else split, metric=spec.metric, **m)

@@ -16,9 +16,9 @@ from .core import data_dir, sample_dir, cache_dir, minilm_dir, atomic_path, save
 __all__ = ['SENTIMENT', 'NLI3', 'TASKS', 'LM_CORPORA', 'LM_CACHE_VERSION', 'DataError', 'get_tokenizer', 'iter_lines', 'iter_tsv',
            'iter_jsonl', 'iter_text_lines', 'file_format', 'records_to_dataset', 'read_file', 'read_hf', 'clean_review',
            'TaskSpec', 'get_task', 'resolve_data_dir', 'load_task', 'task_counts', 'split_sentences',
-           'find_text_fields', 'load_transfer', 'encode', 'lm_sources', 'iter_documents', 'tokenizer_fingerprint',
-           'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap', 'lm_memmap_info', 'LMBlocks',
-           'make_sample']
+           'find_text_fields', 'load_transfer', 'read_labelled', 'encode', 'lm_sources', 'iter_documents',
+           'tokenizer_fingerprint', 'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap', 'lm_memmap_info',
+           'LMBlocks', 'make_sample']
 
 # %% ../nbs/01_data.ipynb #e3869672
 class DataError(ValueError):
@@ -450,6 +450,20 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
             if 'text_b' in ds.column_names: raise ValueError(f"{path}: sentence pairs cannot be split into sentences")
             ds = _sentences_dataset(ds['text_a'])
     return _subsample(ds, max_examples, seed)
+
+# %% ../nbs/01_data.ipynb #2d1ab002
+def read_labelled(path, label_names: Sequence[str]):
+    """A labelled `.tsv` (with a header) or `.jsonl` file as a dataset with the label space `label_names`.
+
+    Raises:
+        DataError: a plain `.txt` file, no text field, no label field, or a label outside `label_names`.
+    """
+    if file_format(path) == 'txt':
+        raise DataError(f"{path}: a plain text file has no labels; use a .tsv with a header or .jsonl with a label field")
+    fields = list(_first_record(path))
+    label = next((f for f in _LABEL_FIELDS if f in fields), None)
+    if label is None: raise DataError(f"{path}: no label field (expected one of {list(_LABEL_FIELDS)}); found {fields}")
+    return read_file(path, find_text_fields(path, fields), label, label_names)
 
 # %% ../nbs/01_data.ipynb #1d8d90c0
 def encode(ds, tokenizer=None, max_len: int = 128, keep_text: bool = False):

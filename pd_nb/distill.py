@@ -247,12 +247,15 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
     """
     cfg = cfg or DistillConfig()
     out = Path(out_dir) if out_dir is not None else None
-    n = len(transfer) if isinstance(transfer, TokenizedExamples) else len(example_columns(transfer)[0]) if len(transfer) else 0
+    if isinstance(transfer, TokenizedExamples): n, pair = len(transfer), None
+    else:
+        a, b = example_columns(transfer)[:2] if len(transfer) else ([], None)
+        n, pair = len(a), b is not None
     if n == 0: raise DataError("the transfer set D_T is empty: nothing to distil on")
     probs_given = isinstance(teacher, (np.ndarray, torch.Tensor))
     if task is None:
         if probs_given: raise ValueError("teacher probabilities carry no label names: name the task, or pass the teacher folder / model")
-        spec = teacher_task(teacher, pair=example_columns(transfer)[1] is not None)
+        spec = teacher_task(teacher, pair=bool(pair))
     else: spec = get_task(task)
     own_labels = task is None                                 # labels taken from the teacher: nothing to check them against
     if out is not None and not resume and any((out / 'run' / 'checkpoints').glob('step_*')):
