@@ -5,6 +5,7 @@
 # %% ../nbs/10_cli.ipynb #256eb202
 from __future__ import annotations
 import argparse, json, sys, time
+import torch
 from pathlib import Path
 from dataclasses import asdict, fields, replace
 from .core import all_student_configs, bert_param_count, paper_params_m, repo_root, load_json, save_json, student_config
@@ -115,11 +116,14 @@ def cmd_pretrain(args):
     flags = dict(size=args.size, corpus=tuple(args.corpus) if args.corpus else None, max_steps=args.max_steps,
                  batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, max_tokens=args.max_tokens, seed=args.seed,
                  eval_every=args.eval_every, ckpt_every=args.ckpt_every, grad_accum=args.grad_accum,
-                 compile=args.compile or None, precision=args.precision, valid_rows=args.valid_rows)
+                 compile=args.compile or None, precision=args.precision, valid_rows=args.valid_rows, seq_len=args.seq_len,
+                 mlm_prob=args.mlm_prob, dropout=args.dropout, milestones=tuple(args.milestones) if args.milestones else None)
     over.update({k: v for k, v in flags.items() if v is not None})
-    if 'corpus' in over: over['corpus'] = tuple(over['corpus'])
+    for k in ('corpus', 'milestones'):
+        if k in over: over[k] = tuple(over[k])
+    if args.threads: torch.set_num_threads(args.threads)
     cfg = pretrain_config(args.preset, **over)
-    s = pretrain(cfg, args.out, resume=args.resume, data_dir=args.data_dir)
+    s = pretrain(cfg, args.out, resume=args.resume, data_dir=args.data_dir, resume_from=args.resume_from)
     if s: print(f"pre-trained {cfg.size} for {s['steps']} steps ({s['tokens_seen']:,} tokens): held-out MLM loss "
                 f"{s['init_mlm_loss']:.3f} -> {s['final_mlm_loss']:.3f}, masked-token accuracy {s['final_mlm_accuracy']:.3f}; wrote {args.out}")
 
@@ -133,7 +137,11 @@ def _pretrain_args(p):
     p.add_argument('--max-steps', type=int); p.add_argument('--batch-size', type=int); p.add_argument('--lr', type=float)
     p.add_argument('--warmup', type=int); p.add_argument('--max-tokens', type=int); p.add_argument('--seed', type=int)
     p.add_argument('--eval-every', type=int); p.add_argument('--ckpt-every', type=int); p.add_argument('--grad-accum', type=int)
-    p.add_argument('--valid-rows', type=int)
+    p.add_argument('--valid-rows', type=int); p.add_argument('--seq-len', type=int); p.add_argument('--mlm-prob', type=float)
+    p.add_argument('--dropout', type=float, help='hidden and attention dropout while pre-training (default 0.1)')
+    p.add_argument('--milestones', type=float, nargs='+', help='token counts (e.g. 10e6 30e6) at which a half-precision milestone folder is written')
+    p.add_argument('--threads', type=int, help='torch CPU threads (default: all cores)')
+    p.add_argument('--resume-from', help='a resume/ folder written by an earlier run (e.g. committed): continue it here')
     p.add_argument('--precision', choices=['auto', 'bf16', 'fp32']); p.add_argument('--compile', action='store_true')
     p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in OUT/run')
 cmd_pretrain.add_args = _pretrain_args

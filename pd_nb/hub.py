@@ -257,13 +257,16 @@ def to_hf_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     sd, strip = model.state_dict(), isinstance(model, BertModel)
     return {(hk[5:] if strip else hk): sd[ok].detach().cpu().contiguous() for ok, hk in hf_key_map(model).items()}
 
-def save_hf(model: nn.Module, out_dir: str | Path, tokenizer=None, label_names: list[str] | None = None) -> Path:
+def save_hf(model: nn.Module, out_dir: str | Path, tokenizer=None, label_names: list[str] | None = None,
+            dtype: torch.dtype | None = None) -> Path:
     """Write `model` as a Hugging Face folder: config.json, model.safetensors and the tokenizer files.
 
     Args:
         tokenizer: a Hugging Face tokenizer to save beside the weights; None = BERT's uncased tokenizer
             (`pd_nb.data.get_tokenizer()`) when `cfg.vocab_size` is 30,522, else none is written; False = none.
         label_names: class names for a classifier (default: `model.label_names`, else `LABEL_i`).
+        dtype: store the floating-point weights in this dtype (e.g. `torch.float16` halves the file); None keeps
+            the model's. `config.json` still says float32, so Hugging Face and `from_hf` load them as fp32.
 
     Returns:
         The folder.
@@ -272,8 +275,12 @@ def save_hf(model: nn.Module, out_dir: str | Path, tokenizer=None, label_names: 
     model, out = _unwrap(model), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = (label_names or getattr(model, 'label_names', None)) if isinstance(model, BertForSequenceClassification) else None
-    to_hf_config(model.cfg, names, _HF_ARCH[type(model)]).save_pretrained(out)
-    with atomic_path(out / 'model.safetensors') as tmp: save_file(to_hf_state_dict(model), tmp, metadata={'format': 'pt'})
+    hfc = to_hf_config(model.cfg, names, _HF_ARCH[type(model)])
+    if dtype is not None: hfc.dtype = 'float32'              # the model's dtype, whatever the file stores
+    hfc.save_pretrained(out)
+    sd = to_hf_state_dict(model)
+    if dtype is not None: sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    with atomic_path(out / 'model.safetensors') as tmp: save_file(sd, tmp, metadata={'format': 'pt'})
     if tokenizer is None:
         if model.cfg.vocab_size == 30522: tokenizer = get_tokenizer()
         else: warnings.warn(f"vocab_size={model.cfg.vocab_size} is not BERT's 30,522: no tokenizer written to {out}; pass tokenizer=")

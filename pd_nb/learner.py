@@ -21,9 +21,9 @@ from .core import atomic_path, get_device, load_json, save_json, write_manifest
 __all__ = ['forward_keys', 'model_inputs', 'model_loss', 'to_device', 'param_groups', 'adamw', 'warmup_linear',
            'ResumableSampler', 'DataLoaders', 'resumable_loader', 'get_rng_state', 'set_rng_state',
            'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback',
-           'run_cbs', 'with_cbs', 'init_distributed', 'patch_to', 'Learner', 'count_items', 'accuracy', 'EvalCB',
-           'ProgressCB', 'read_log', 'plot_log', 'latest_checkpoint', 'CheckpointCB', 'stop_on_signals',
-           'stop_requested']
+           'run_cbs', 'with_cbs', 'init_distributed', 'patch_to', 'reuse_freed_memory', 'Learner', 'count_items',
+           'accuracy', 'EvalCB', 'ProgressCB', 'read_log', 'plot_log', 'latest_checkpoint', 'CheckpointCB',
+           'stop_on_signals', 'stop_requested']
 
 # %% ../nbs/04_learner.ipynb #2d63c82f
 def forward_keys(model: nn.Module) -> set[str] | None:
@@ -171,6 +171,21 @@ def patch_to(cls):
     def _add(f): setattr(cls, f.__name__, f); return f
     return _add
 
+# %% ../nbs/04_learner.ipynb #a6fd3def
+def reuse_freed_memory(limit: int = 1 << 30) -> bool:
+    """Ask glibc to keep freed blocks up to `limit` bytes in the heap (no mmap/munmap per step, no page faults).
+
+    Returns:
+        True when the C library accepted both settings (Linux with glibc), else False.
+    """
+    import ctypes, ctypes.util
+    try: libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+    except OSError: return False
+    mallopt = getattr(libc, 'mallopt', None)
+    if mallopt is None: return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, limit)) and bool(mallopt(M_TRIM_THRESHOLD, limit))
+
 # %% ../nbs/04_learner.ipynb #03c4ac50
 class Learner:
     """Train `model` on `dls.train` with callbacks: the one loop of every stage.
@@ -209,6 +224,7 @@ class Learner:
         if precision not in ('auto', 'bf16', 'fp32'): raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
         if grad_accum < 1: raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
         self.rank, self.world_size, self.device = init_distributed(device)
+        if self.device.type == 'cpu': reuse_freed_memory()
         self.model, self.dls, self.loss_func, self.lr = model.to(self.device), dls, loss_func, lr
         self.cbs = list(cbs) + ([ProgressCB()] if progress else [])
         self.sched, self.warmup, self.grad_accum, self.clip, self.seed = sched, warmup, grad_accum, clip, seed
@@ -317,8 +333,9 @@ def _step(self: Learner):
 
 # %% ../nbs/04_learner.ipynb #111c119d
 def count_items(batch: dict) -> tuple[int, str]:
-    "How much a batch holds: (tokens, 'tokens') when it has an `attention_mask`, else (rows, 'items')."
+    "How much a batch holds: (tokens, 'tokens') from its `attention_mask` or, without one, its `input_ids`; else (rows, 'items')."
     if 'attention_mask' in batch: return int(batch['attention_mask'].sum()), 'tokens'
+    if torch.is_tensor(batch.get('input_ids')): return batch['input_ids'].numel(), 'tokens'
     return len(next(iter(batch.values()))), 'items'
 
 @patch_to(Learner)

@@ -4,22 +4,23 @@
 
 # %% ../nbs/05_pretrain.ipynb #123b6780
 from __future__ import annotations
-import time
+import shutil, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from .core import (student_config, set_seed, save_json, write_manifest)
+from .core import (student_config, set_seed, save_json, load_json, write_manifest)
 from .data import get_tokenizer, build_lm_memmap, lm_memmap_info
 from .bert import BertForMaskedLM, count_params
 from .hub import save_hf
-from .learner import Learner, DataLoaders, Callback, CheckpointCB, read_log
+from .learner import Learner, DataLoaders, Callback, CheckpointCB, read_log, latest_checkpoint
 
 # %% auto #0
 __all__ = ['PRETRAIN_PRESETS', 'mask_tokens', 'MLMMaskCB', 'Rows', 'masked_eval_set', 'evaluate_mlm', 'MLMEvalCB',
-           'PretrainConfig', 'pretrain_config', 'pretrain']
+           'PretrainConfig', 'pretrain_config', 'compact_checkpoint', 'seed_run_from', 'milestone_name', 'MilestoneCB',
+           'pretrain']
 
 # %% ../nbs/05_pretrain.ipynb #3e812ad3
 def mask_tokens(input_ids: torch.Tensor, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15,
@@ -125,6 +126,8 @@ class PretrainConfig:
     compile: bool = False
     num_workers: int = 0
     seed: int = 0
+    dropout: float = 0.1                  # hidden and attention dropout while pre-training (BERT: 0.1; 0 = off)
+    milestones: tuple = ()                # token counts at which `MilestoneCB` writes a milestone folder
 
 PRETRAIN_PRESETS = {
     'paper': PretrainConfig(),
@@ -141,8 +144,78 @@ def pretrain_config(preset: str = 'paper', **overrides) -> PretrainConfig:
     if bad: raise ValueError(f"unknown pretraining option(s) {sorted(bad)}: expected some of {sorted(names)}")
     return replace(PRETRAIN_PRESETS[preset], **overrides)
 
+# %% ../nbs/05_pretrain.ipynb #cb2ef89c
+def compact_checkpoint(ckpt_dir, dest, log_dir=None) -> Path:
+    """Copy a Learner checkpoint folder into `dest/<its name>` with the optimiser's moments in bf16.
+
+    Args:
+        ckpt_dir: a `step_*` folder written by `Learner.save_checkpoint`.
+        dest: the resume folder; replaced atomically (an earlier copy there is removed only after the new one is whole).
+        log_dir: a run folder whose `log.jsonl` is copied beside it (the metrics so far).
+
+    Returns:
+        The new checkpoint folder inside `dest`.
+    """
+    ckpt_dir, dest = Path(ckpt_dir), Path(dest)
+    tmp = dest.with_name(f'.{dest.name}.tmp'); shutil.rmtree(tmp, ignore_errors=True); (tmp / ckpt_dir.name).mkdir(parents=True)
+    shutil.copy2(ckpt_dir / 'model.safetensors', tmp / ckpt_dir.name / 'model.safetensors')
+    shutil.copy2(ckpt_dir / 'state.json', tmp / ckpt_dir.name / 'state.json')
+    ts = torch.load(ckpt_dir / 'training_state.pt', map_location='cpu', weights_only=True)
+    for st in ts['optimizer']['state'].values():
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0: st[k] = v.to(torch.bfloat16)
+    torch.save(ts, tmp / ckpt_dir.name / 'training_state.pt')
+    if log_dir is not None and (Path(log_dir) / 'log.jsonl').exists(): shutil.copy2(Path(log_dir) / 'log.jsonl', tmp / 'log.jsonl')
+    old = dest.with_name(f'.{dest.name}.old'); shutil.rmtree(old, ignore_errors=True)
+    if dest.exists(): dest.rename(old)
+    tmp.rename(dest); shutil.rmtree(old, ignore_errors=True)
+    return dest / ckpt_dir.name
+
+def seed_run_from(resume_dir, run_dir) -> Path | None:
+    """Copy the checkpoint of a `compact_checkpoint` folder (and its `log.jsonl`) into `run_dir`, unless the
+    run folder already holds a checkpoint at least as far along. Returns the checkpoint used, or None."""
+    resume_dir, run_dir = Path(resume_dir), Path(run_dir)
+    src = latest_checkpoint(resume_dir) if (resume_dir / 'checkpoints').exists() else max(resume_dir.glob('step_*'), default=None)
+    if src is None: raise FileNotFoundError(f"{resume_dir}: no step_* checkpoint folder to resume from")
+    have = latest_checkpoint(run_dir)
+    if have is not None and have.name >= src.name: return None
+    (run_dir / 'checkpoints').mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, run_dir / 'checkpoints' / src.name, dirs_exist_ok=True)
+    if (resume_dir / 'log.jsonl').exists(): shutil.copy2(resume_dir / 'log.jsonl', run_dir / 'log.jsonl')
+    return run_dir / 'checkpoints' / src.name
+
+def milestone_name(tokens: int) -> str:
+    "Folder name of a milestone: `tokens_0030M` for whole millions, else `tokens_0000012288` (both sort by tokens)."
+    return f'tokens_{tokens // 10**6:04d}M' if tokens % 10**6 == 0 else f'tokens_{tokens:010d}'
+
+class MilestoneCB(Callback):
+    "At each token count of `milestones`: held-out figures, a half-precision HF folder, and a fresh compact resume state."
+    order = 25                                    # after CheckpointCB
+    def __init__(self, milestones, tokens_per_step: int, out_dir, eval_set: dict, tokenizer, dtype=torch.float16):
+        self.milestones, self.tps, self.out = sorted(int(m) for m in milestones), tokens_per_step, Path(out_dir)
+        self.eval_set, self.tok, self.dtype = eval_set, tokenizer, dtype
+    def before_fit(self, learn): self.t0, self.elapsed0 = time.perf_counter(), learn.elapsed
+    def after_step(self, learn):
+        hit = [m for m in self.milestones if (learn.step - 1) * self.tps < m <= learn.step * self.tps]
+        if hit: self.write(learn, hit[-1])
+    def write(self, learn, tokens: int) -> Path | None:
+        ck = learn.save_checkpoint()                          # every rank must call; rank 0 writes
+        if learn.rank != 0: return None
+        r = evaluate_mlm(learn.model, self.eval_set, device=learn.device)
+        d = self.out / 'milestones' / milestone_name(tokens)
+        save_hf(learn.model, d, self.tok, dtype=self.dtype)
+        rec = dict(milestone_tokens=tokens, tokens_seen=learn.step * self.tps, step=learn.step, mlm_loss=r['mlm_loss'],
+                   mlm_accuracy=r['mlm_accuracy'], n_masked=r['n_masked'],
+                   wall_seconds=round(self.elapsed0 + time.perf_counter() - self.t0, 1), weights_dtype=str(self.dtype))
+        write_manifest(d, config=learn.config, seed=learn.seed, device=learn.device, stage='pretrain-milestone', summary=rec)
+        save_json(rec, d / 'milestone.json')
+        learn.log({'step': learn.step, 'milestone_tokens': tokens, 'valid_mlm_loss': r['mlm_loss'], 'valid_mlm_accuracy': r['mlm_accuracy']})
+        compact_checkpoint(ck, self.out / 'resume', learn.run_dir)
+        return d
+
 # %% ../nbs/05_pretrain.ipynb #358327e9
-def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, progress: bool = True) -> dict:
+def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, progress: bool = True,
+             resume_from=None, cbs=()) -> dict:
     """Pre-train a student with masked LM on D_LM and save it as a Hugging Face folder.
 
     Args:
@@ -153,11 +226,18 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
             step, writes the HF folder and summary (`completed: false`) of the weights so far, then re-raises.
         data_dir: where corpus names are looked up (default `PD_NB_DATA`, else the embedded sample).
         progress: show a progress bar.
+        resume_from: a `compact_checkpoint` folder (e.g. a committed `resume/`) that seeds `out_dir/run` when it
+            holds no checkpoint as far along; implies `resume`.
+        cbs: extra callbacks for this run.
 
     Returns:
         The summary written to `pretrain_metrics.json` (tokens seen, initial and final held-out MLM loss/accuracy, wall time).
     """
     out = Path(out_dir); set_seed(cfg.seed)
+    if resume_from is not None:
+        resume = True
+        if not Path(resume_from).is_dir(): raise FileNotFoundError(f"--resume-from {resume_from}: no such folder")
+        seed_run_from(resume_from, out / 'run')
     if not resume and any((out / 'run' / 'checkpoints').glob('step_*')):
         raise FileExistsError(f"{out} holds checkpoints of an earlier run: pass resume=True (--resume) to continue it, or choose another output folder")
     tok = get_tokenizer()
@@ -167,7 +247,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
     train_rows, valid_rows = mm[:-cfg.valid_rows], mm[-cfg.valid_rows:]
     special = sorted(tok.all_special_ids)
     eval_set = masked_eval_set(valid_rows, tok.mask_token_id, len(tok), special, cfg.mlm_prob)
-    model = BertForMaskedLM(student_config(cfg.size))
+    model = BertForMaskedLM(student_config(cfg.size, dropout=cfg.dropout, attn_dropout=cfg.dropout))
     model.bert.pooler.requires_grad_(False)   # no next-sentence objective: the pooler gets no gradient (and DDP needs none unused)
     world = int(__import__('os').environ.get('WORLD_SIZE', 1))
     per_proc = cfg.batch_size // (world * cfg.grad_accum)
@@ -178,7 +258,8 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
     learn = Learner(model, DataLoaders(dl), lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup, grad_accum=cfg.grad_accum,
                     precision=cfg.precision, compile=cfg.compile, seed=cfg.seed, run_dir=out / 'run', config=asdict(cfg),
                     progress=progress, cbs=[MLMMaskCB(tok.mask_token_id, len(tok), special, cfg.mlm_prob),
-                                            MLMEvalCB(eval_set, cfg.eval_every), CheckpointCB(cfg.ckpt_every)])
+                                            MLMEvalCB(eval_set, cfg.eval_every), CheckpointCB(cfg.ckpt_every),
+                                            MilestoneCB(cfg.milestones, cfg.batch_size * cfg.seq_len, out, eval_set, tok), *cbs])
     if learn.rank == 0:
         first = [r for r in read_log(out / 'run') if 'valid_mlm_loss' in r and r['step'] == 0] if resume else []
         init = ({'mlm_loss': first[0]['valid_mlm_loss'], 'mlm_accuracy': first[0]['valid_mlm_accuracy']} if first
@@ -202,6 +283,8 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
                    train_seconds=learn.elapsed, wall_seconds_this_call=time.time() - t0,
                    completed=stopped is None and learn.step >= cfg.max_steps)
     save_json(summary, out / 'pretrain_metrics.json')
+    ck = latest_checkpoint(out / 'run')
+    if ck is not None: compact_checkpoint(ck, out / 'resume', out / 'run')   # what a fresh clone needs to continue
     write_manifest(out, config=asdict(cfg), seed=cfg.seed, device=learn.device, stage='pretrain', summary=summary,
                    corpus=info['sources'])
     if stopped is not None:                          # the weights so far are saved and evaluated; `resume=True` continues

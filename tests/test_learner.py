@@ -277,3 +277,14 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     st = load_json(tmp_path / 'ddp' / 'checkpoints' / f'step_{steps:08d}' / 'state.json')
     assert st['world_size'] == 2 and len(torch.load(tmp_path / 'ddp' / 'checkpoints' / f'step_{steps:08d}' / 'training_state.pt',
                                                     weights_only=True)['rng']) == 2
+
+def test_count_items_counts_tokens_of_unpadded_rows_and_items_otherwise():
+    from pd_nb.learner import count_items
+    assert count_items({'input_ids': torch.zeros(4, 16, dtype=torch.long)}) == (64, 'tokens')
+    assert count_items({'input_ids': torch.zeros(4, 16, dtype=torch.long), 'attention_mask': torch.ones(4, 16)[:, :10]}) == (40, 'tokens')
+    assert count_items({'x': torch.zeros(5, 3)}) == (5, 'items')
+
+def test_reuse_freed_memory_is_accepted_by_glibc():
+    import sys
+    from pd_nb.learner import reuse_freed_memory
+    assert reuse_freed_memory() == sys.platform.startswith('linux')

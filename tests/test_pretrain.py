@@ -88,3 +88,50 @@ def test_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):
     (tmp_path / 'run' / 'checkpoints' / 'step_00000010').mkdir(parents=True)
     with pytest.raises(FileExistsError, match='resume'):
         pretrain(pretrain_config('test'), tmp_path)
+
+def test_milestones_and_compact_resume_state_continue_a_run_elsewhere(tmp_path):
+    """A run stopped at step 8 and continued in another folder from its compact `resume/` copy (bf16 AdamW moments)
+    ends close to the uninterrupted run; its milestone folders hold half-precision weights that Hugging Face loads
+    as fp32 and that give the milestone's recorded held-out loss within fp16 rounding."""
+    from safetensors import safe_open
+    from transformers import AutoModelForMaskedLM
+    from pd_nb.data import build_lm_memmap
+    cfg = pretrain_config('test', max_steps=14, ckpt_every=100, eval_every=100, dropout=0.0, milestones=(4 * 1024, 8 * 1024))
+    full = pretrain(cfg, tmp_path / 'full', progress=False)
+    part = pretrain(pretrain_config('test', max_steps=14, ckpt_every=100, eval_every=100, dropout=0.0, milestones=(4 * 1024, 8 * 1024)),
+                    tmp_path / 'a', progress=False)
+    assert part['final_mlm_loss'] == full['final_mlm_loss']                      # same run twice: deterministic
+    ms = sorted((tmp_path / 'full' / 'milestones').iterdir())
+    assert [m.name for m in ms] == ['tokens_0000004096', 'tokens_0000008192']
+    rec = json.loads((ms[1] / 'milestone.json').read_text())
+    assert rec['step'] == 8 and rec['tokens_seen'] == 8192
+    with safe_open(ms[1] / 'model.safetensors', 'pt') as f: assert f.get_tensor(f.keys()[0]).dtype == torch.float16
+    hf = AutoModelForMaskedLM.from_pretrained(ms[1]).eval()
+    assert next(hf.parameters()).dtype == torch.float32
+    mm = build_lm_memmap(['sample'], tok, 128, cfg.max_tokens)
+    ev = masked_eval_set(mm[-cfg.valid_rows:], tok.mask_token_id, len(tok), SPECIAL)
+    assert abs(evaluate_mlm(hf, ev, batch_size=8)['mlm_loss'] - rec['mlm_loss']) < 0.02
+    # stop a run at step 8 (as Ctrl-C would), then continue it in another folder from its compact resume/ copy
+    from pd_nb.learner import Callback
+    class StopAt8(Callback):
+        def after_step(self, learn):
+            if learn.step == 8: learn.stop_signal = 2; learn.stopping = True
+    b_cfg = pretrain_config('test', max_steps=14, ckpt_every=100, eval_every=100, dropout=0.0)
+    with pytest.raises(KeyboardInterrupt): pretrain(b_cfg, tmp_path / 'b', progress=False, cbs=[StopAt8()])
+    resume = tmp_path / 'b' / 'resume'
+    assert [p.name for p in resume.glob('step_*')] == ['step_00000008'] and (resume / 'log.jsonl').exists()
+    ts = torch.load(resume / 'step_00000008' / 'training_state.pt', weights_only=True)
+    assert all(v.dtype == torch.bfloat16 for st in ts['optimizer']['state'].values() for k, v in st.items() if k.startswith('exp_avg'))
+    cont = pretrain(b_cfg, tmp_path / 'c', progress=False, resume_from=resume)   # another folder, seeded from resume/
+    assert cont['steps'] == 14
+    assert abs(cont['final_mlm_loss'] - full['final_mlm_loss']) < 0.02, (cont['final_mlm_loss'], full['final_mlm_loss'])
+    logs = [json.loads(l) for l in (tmp_path / 'c' / 'run' / 'log.jsonl').read_text().splitlines()]
+    assert logs[0]['step'] == 0 and logs[-1]['step'] == 14                      # the metrics log carried over
+
+def test_dropout_option_reaches_the_model(tmp_path):
+    "PretrainConfig.dropout is the student's hidden and attention dropout: read back from the written HF config."
+    pretrain(pretrain_config('test', max_steps=1, dropout=0.0), tmp_path / 'off', progress=False)
+    pretrain(pretrain_config('test', max_steps=1), tmp_path / 'on', progress=False)
+    off, on = (json.loads((tmp_path / d / 'config.json').read_text()) for d in ('off', 'on'))
+    assert off['hidden_dropout_prob'] == off['attention_probs_dropout_prob'] == 0.0
+    assert on['hidden_dropout_prob'] == on['attention_probs_dropout_prob'] == 0.1
