@@ -13,7 +13,8 @@ from .core import BertConfig
 
 # %% auto #0
 __all__ = ['BertOutput', 'EncoderOutput', 'BertEmbeddings', 'SelfAttention', 'FeedForward', 'BertLayer', 'init_bert_weights',
-           'BertModel', 'MLMHead', 'BertForMaskedLM', 'BertForSequenceClassification', 'count_params']
+           'BertModel', 'MLMHead', 'BertForMaskedLM', 'VocabCrossEntropy', 'vocab_cross_entropy',
+           'BertForSequenceClassification', 'count_params']
 
 # %% ../nbs/02_bert.ipynb #8ff5a6af
 @dataclass
@@ -135,8 +136,12 @@ class MLMHead(nn.Module):
         self.norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
 
+    def states(self, h: torch.Tensor) -> torch.Tensor:
+        "The transformed states that meet the vocabulary matrix: LayerNorm(GELU(dense(h)))."
+        return self.norm(F.gelu(self.transform(h)))
+
     def forward(self, h: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.norm(F.gelu(self.transform(h))), word_embeddings, self.bias)
+        return F.linear(self.states(h), word_embeddings, self.bias)
 
 class BertForMaskedLM(nn.Module):
     "BERT with the masked-LM head. With `labels`, the head runs only at masked positions: `logits` is [n_masked, V]."
@@ -152,16 +157,62 @@ class BertForMaskedLM(nn.Module):
 
         Args:
             labels: [B, T] original ids at the masked positions, -100 elsewhere. When given, only those
-                positions reach the head: `logits` is [n_masked, V] (rows in row-major order of
-                `labels != -100`) and `loss` their mean cross-entropy. When None, `logits` is [B, T, V].
+                positions reach the head and `loss` is their mean cross-entropy. Under `torch.no_grad()`
+                `logits` is [n_masked, V] (rows in row-major order of `labels != -100`); with gradients on,
+                head and loss run fused (`vocab_cross_entropy`) and `logits` is None. When None, `logits` is [B, T, V].
         """
         h = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
         W = self.bert.embeddings.word.weight
         if labels is None: return BertOutput(self.mlm(h, W), hidden_states=h)
         sel = labels != -100
+        if torch.is_grad_enabled():                          # training: the fused, chunked head; no [n, V] matrix is kept
+            return BertOutput(None, vocab_cross_entropy(self.mlm.states(h[sel]), W, self.mlm.bias, labels[sel]), h)
         logits = self.mlm(h[sel], W)
         loss = F.cross_entropy(logits.float(), labels[sel], reduction='sum') / max(logits.shape[0], 1)
         return BertOutput(logits, loss, h)
+
+# %% ../nbs/02_bert.ipynb #959cda37
+class VocabCrossEntropy(torch.autograd.Function):
+    "Mean cross-entropy of `x @ W.T + b` against `target`, computed and differentiated chunk by chunk (see `vocab_cross_entropy`)."
+    @staticmethod
+    def forward(ctx, x, W, b, target, chunk):
+        kind = x.device.type
+        cdt = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
+        with torch.autocast(kind, enabled=False):
+            xc, Wc, bc = x.to(cdt), W.to(cdt), b.to(cdt)
+            gx = torch.empty_like(xc)
+            gW = torch.zeros(W.shape, dtype=torch.float32, device=W.device)
+            gb = torch.zeros(b.shape, dtype=torch.float32, device=b.device)
+            loss = torch.zeros((), dtype=torch.float32, device=x.device)
+            for i in range(0, len(x), chunk):
+                xi, ti = xc[i:i + chunk], target[i:i + chunk]
+                z = torch.addmm(bc, xi, Wc.t()).float()                     # [c, V] logits, fp32
+                lse = torch.logsumexp(z, 1)
+                loss += (lse - z.gather(1, ti[:, None])[:, 0]).sum()
+                p = torch.exp_(z.sub_(lse[:, None]))                          # softmax, in place
+                p[torch.arange(len(ti), device=p.device), ti] -= 1             # - onehot: d loss / d z
+                gb += p.sum(0)
+                g = p.to(cdt)
+                gx[i:i + chunk] = g @ Wc
+                gW += g.t() @ xi
+        ctx.save_for_backward(gx, gW, gb)
+        ctx.dtypes, ctx.n = (x.dtype, W.dtype, b.dtype), max(len(x), 1)
+        return loss / ctx.n
+
+    @staticmethod
+    def backward(ctx, g):
+        gx, gW, gb = ctx.saved_tensors
+        s = g.float() / ctx.n
+        return (gx.float() * s).to(ctx.dtypes[0]), (gW * s).to(ctx.dtypes[1]), (gb * s).to(ctx.dtypes[2]), None, None
+
+def vocab_cross_entropy(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, target: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """`F.cross_entropy(F.linear(x, W, b), target)` without holding the [n, V] logits: chunks of `chunk` rows.
+
+    Args:
+        x: [n, H] states; W: [V, H] output matrix; b: [V] bias; target: [n] class ids.
+        chunk: rows per chunk (256 x 30,522 fp32 logits = 31 MB).
+    """
+    return VocabCrossEntropy.apply(x, W, b, target, chunk)
 
 # %% ../nbs/02_bert.ipynb #185feb9b
 class BertForSequenceClassification(nn.Module):

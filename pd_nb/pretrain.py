@@ -24,7 +24,7 @@ __all__ = ['PRETRAIN_PRESETS', 'mask_tokens', 'MLMMaskCB', 'Rows', 'masked_eval_
 
 # %% ../nbs/05_pretrain.ipynb #3e812ad3
 def mask_tokens(input_ids: torch.Tensor, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                generator: torch.Generator | None = None, exact: bool = False, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking of one batch: pick `mlm_prob` of the non-special positions; 80% [MASK], 10% random, 10% kept.
 
     Args:
@@ -34,13 +34,22 @@ def mask_tokens(input_ids: torch.Tensor, mask_id: int, vocab_size: int, special_
         special_ids: ids never picked (`[CLS]`, `[SEP]`, `[PAD]`, ...): a list or a tensor.
         mlm_prob: share of positions picked.
         generator: a torch generator on `input_ids.device` (None: the global one).
+        exact: pick exactly `round(mlm_prob * non-[PAD] tokens)` positions per row, uniformly among its non-special
+            ones (BERT's own `create_pretraining_data` does this), instead of one coin per position. Full rows then
+            always give the same number of masked positions: constant shapes for the head.
+        pad_id: id of `[PAD]` (0 in BERT's vocabulary), for `exact`.
 
     Returns:
         (corrupted ids, labels) with labels = the original id at picked positions and -100 elsewhere.
     """
     dev, shape = input_ids.device, input_ids.shape
     special = torch.isin(input_ids, torch.as_tensor(special_ids, device=dev))
-    picked = (torch.rand(shape, device=dev, generator=generator) < mlm_prob) & ~special
+    score = torch.rand(shape, device=dev, generator=generator)
+    if exact:
+        k = torch.round((input_ids != pad_id).sum(1, keepdim=True) * mlm_prob)
+        rank = score.masked_fill(special, 2.0).argsort(1).argsort(1)      # the rank of each position's draw in its row
+        picked = (rank < k) & ~special
+    else: picked = (score < mlm_prob) & ~special
     labels = torch.where(picked, input_ids, torch.full_like(input_ids, -100))
     roll = torch.rand(shape, device=dev, generator=generator)
     random_ids = torch.randint(vocab_size, shape, device=dev, generator=generator, dtype=input_ids.dtype)
@@ -50,13 +59,14 @@ def mask_tokens(input_ids: torch.Tensor, mask_id: int, vocab_size: int, special_
 
 # %% ../nbs/05_pretrain.ipynb #6b2811c2
 class MLMMaskCB(Callback):
-    "Mask each training batch on its device (`mask_tokens`) before the forward pass."
+    "Mask each training batch on its device (`mask_tokens`; by default exactly `mlm_prob` of each row) before the forward pass."
     order = -10
-    def __init__(self, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15):
+    def __init__(self, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15, exact: bool = True, pad_id: int = 0):
         self.mask_id, self.vocab_size, self.special_ids, self.mlm_prob = mask_id, vocab_size, list(special_ids), mlm_prob
+        self.exact, self.pad_id = exact, pad_id
     def before_batch(self, learn):
         learn.batch['input_ids'], learn.batch['labels'] = mask_tokens(
-            learn.batch['input_ids'], self.mask_id, self.vocab_size, self.special_ids, self.mlm_prob)
+            learn.batch['input_ids'], self.mask_id, self.vocab_size, self.special_ids, self.mlm_prob, exact=self.exact, pad_id=self.pad_id)
 
 # %% ../nbs/05_pretrain.ipynb #623691ba
 class Rows(Dataset):
@@ -257,7 +267,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
                     pin_memory=torch.cuda.is_available())
     learn = Learner(model, DataLoaders(dl), lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup, grad_accum=cfg.grad_accum,
                     precision=cfg.precision, compile=cfg.compile, seed=cfg.seed, run_dir=out / 'run', config=asdict(cfg),
-                    progress=progress, cbs=[MLMMaskCB(tok.mask_token_id, len(tok), special, cfg.mlm_prob),
+                    progress=progress, cbs=[MLMMaskCB(tok.mask_token_id, len(tok), special, cfg.mlm_prob, pad_id=tok.pad_token_id),
                                             MLMEvalCB(eval_set, cfg.eval_every), CheckpointCB(cfg.ckpt_every),
                                             MilestoneCB(cfg.milestones, cfg.batch_size * cfg.seq_len, out, eval_set, tok), *cbs])
     if learn.rank == 0:

@@ -162,3 +162,34 @@ def test_overfits_a_tiny_batch():
         first = first or loss.item()
         opt.zero_grad(); loss.backward(); opt.step()
     assert abs(first - math.log(30)) < 0.3 and loss.item() < 0.05
+
+def test_vocab_cross_entropy_equals_cross_entropy_of_full_logits_with_gradients():
+    "The fused, chunked head+loss against F.cross_entropy(F.linear(...)) in fp32, and under bf16 autocast."
+    import torch.nn.functional as F
+    from pd_nb.bert import vocab_cross_entropy
+    torch.manual_seed(0)
+    x, W, b = torch.randn(300, 32, requires_grad=True), (0.3 * torch.randn(2000, 32)).requires_grad_(), torch.randn(2000, requires_grad=True)
+    y = torch.randint(2000, (300,))
+    def run(f, ac):
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=ac): loss = f()
+        loss.backward(); g = [t.grad.clone() for t in (x, W, b)]
+        for t in (x, W, b): t.grad = None
+        return loss.item(), g
+    ref, gref = run(lambda: F.cross_entropy(F.linear(x, W, b), y), False)
+    ours, g = run(lambda: vocab_cross_entropy(x, W, b, y, chunk=64), False)       # 5 chunks, the last one short
+    assert abs(ours - ref) < 1e-5 and all(torch.allclose(u, v, atol=1e-5) for u, v in zip(g, gref))
+    ours16, g16 = run(lambda: vocab_cross_entropy(x, W, b, y, chunk=64), True)
+    ref16, gref16 = run(lambda: F.cross_entropy(F.linear(x, W, b).float(), y), True)
+    assert abs(ours16 - ref) < 0.05 and abs(ours16 - ref16) < 0.05
+    for u, v in zip(g16, gref): assert ((u - v).norm() / v.norm()) < 0.02     # bf16 matmuls: about 3 significant digits
+
+def test_masked_lm_training_forward_is_the_fused_loss_and_eval_keeps_logits():
+    from pd_nb.core import student_config
+    from pd_nb.bert import BertForMaskedLM
+    torch.manual_seed(0)
+    m = BertForMaskedLM(student_config('tiny', dropout=0.0, attn_dropout=0.0)).train()
+    x = torch.randint(1000, 30000, (3, 20)); y = torch.full_like(x, -100); y[:, 3:7] = x[:, 3:7]
+    train = m(x, labels=y)
+    with torch.no_grad(): ev = m(x, labels=y)
+    assert train.logits is None and ev.logits.shape == (12, 30522)
+    assert abs(train.loss.item() - ev.loss.item()) < 1e-5

@@ -135,3 +135,15 @@ def test_dropout_option_reaches_the_model(tmp_path):
     off, on = (json.loads((tmp_path / d / 'config.json').read_text()) for d in ('off', 'on'))
     assert off['hidden_dropout_prob'] == off['attention_probs_dropout_prob'] == 0.0
     assert on['hidden_dropout_prob'] == on['attention_probs_dropout_prob'] == 0.1
+
+def test_exact_masking_picks_the_same_count_in_every_full_row():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(1000, 30000, (64, 128)); x[:, 0], x[:, -1] = tok.cls_token_id, tok.sep_token_id
+    x[:, 50] = tok.sep_token_id                                         # a document boundary inside the row
+    x[:4, 90:] = tok.pad_token_id
+    y, labels = mask_tokens(x, tok.mask_token_id, len(tok), SPECIAL, generator=g, exact=True, pad_id=tok.pad_token_id)
+    n_row = (labels != -100).sum(1)
+    assert n_row[:4].tolist() == [round(0.15 * 90)] * 4 and (n_row[4:] == round(0.15 * 128)).all()
+    assert not (labels != -100)[torch.isin(x, torch.tensor(SPECIAL))].any()
+    picked = labels != -100
+    assert abs((y[picked] == tok.mask_token_id).float().mean().item() - 0.8) < 0.03
