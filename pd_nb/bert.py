@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from .core import BertConfig
 
 # %% auto #0
-__all__ = ['BertOutput', 'EncoderOutput', 'BertEmbeddings', 'SelfAttention', 'FeedForward', 'BertLayer', 'init_bert_weights',
-           'BertModel', 'MLMHead', 'BertForMaskedLM', 'VocabCrossEntropy', 'vocab_cross_entropy',
+__all__ = ['BertOutput', 'EncoderOutput', 'BertEmbeddings', 'attention', 'SelfAttention', 'FeedForward', 'BertLayer',
+           'init_bert_weights', 'BertModel', 'MLMHead', 'BertForMaskedLM', 'VocabCrossEntropy', 'vocab_cross_entropy',
            'BertForSequenceClassification', 'count_params']
 
 # %% ../nbs/02_bert.ipynb #8ff5a6af
@@ -50,8 +50,17 @@ class BertEmbeddings(nn.Module):
         return self.drop(self.norm(x))
 
 # %% ../nbs/02_bert.ipynb #5e9779fb
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, p_drop: float = 0.0) -> torch.Tensor:
+    """softmax(q kᵀ / √d, masked) v with dropout `p_drop` on the weights: the fused kernel on GPUs, the plain
+    matmuls (softmax in fp32) on the CPU, where they train faster at BERT's sequence lengths. `mask`: True = may attend."""
+    if q.device.type != 'cpu': return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
+    s = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None: s = s.masked_fill(~mask, float('-inf'))
+    w = s.float().softmax(-1).to(v.dtype)
+    return (F.dropout(w, p_drop) if p_drop else w) @ v
+
 class SelfAttention(nn.Module):
-    "Multi-head self-attention: Q, K, V projections, fused scaled-dot-product attention, output projection."
+    "Multi-head self-attention: Q, K, V projections, scaled-dot-product `attention`, output projection."
     def __init__(self, cfg: BertConfig):
         super().__init__()
         self.n_heads, self.p_drop = cfg.n_heads, cfg.attn_dropout
@@ -60,8 +69,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, H = x.shape
         heads = lambda t: t.view(B, T, self.n_heads, H // self.n_heads).transpose(1, 2)  # [B, A, T, d]
-        y = F.scaled_dot_product_attention(heads(self.q(x)), heads(self.k(x)), heads(self.v(x)), attn_mask=mask,
-                                           dropout_p=self.p_drop if self.training else 0.0)
+        y = attention(heads(self.q(x)), heads(self.k(x)), heads(self.v(x)), mask, self.p_drop if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, H))
 
 # %% ../nbs/02_bert.ipynb #89802a01

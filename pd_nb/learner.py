@@ -422,14 +422,24 @@ def read_log(run_dir) -> list[dict]:
     return recs
 
 def plot_log(run_dir, title: str | None = None):
-    "Training (and validation) loss and the learning rate against the step, from `run_dir/log.jsonl`."
+    """Every curve of `run_dir/log.jsonl` against the step: the training loss with each logged validation loss
+    (`valid_*loss*`), the other validation metrics (`valid_*`: accuracy, ...) in a second panel, and the learning rate."""
     import matplotlib.pyplot as plt
     recs = read_log(run_dir)
-    tr, va = [r for r in recs if 'loss' in r], [r for r in recs if 'valid_loss' in r]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3))
-    ax1.plot([r['step'] for r in tr], [r['loss'] for r in tr], label='train')
-    if va: ax1.plot([r['step'] for r in va], [r['valid_loss'] for r in va], 'o-', label='valid')
-    ax1.set(xlabel='step', ylabel='loss', title=title or Path(run_dir).name); ax1.legend()
+    tr = [r for r in recs if 'loss' in r]
+    keys = sorted({k for r in recs for k in r if k.startswith('valid_')})
+    losses, others = [k for k in keys if 'loss' in k], [k for k in keys if 'loss' not in k]
+    fig, axes = plt.subplots(1, 3 if others else 2, figsize=(13 if others else 9, 3))
+    ax1, ax2 = axes[0], axes[-1]
+    ax1.plot([r['step'] for r in tr], [r['loss'] for r in tr], label='train loss')
+    for k in losses:
+        v = [r for r in recs if k in r]
+        ax1.plot([r['step'] for r in v], [r[k] for r in v], 'o-', ms=3, label=k)
+    ax1.set(xlabel='step', ylabel='loss', title=title or Path(run_dir).name); ax1.legend(fontsize=8)
+    for k in others:
+        v = [r for r in recs if k in r]
+        axes[1].plot([r['step'] for r in v], [r[k] for r in v], 'o-', ms=3, label=k)
+    if others: axes[1].set(xlabel='step', title='validation metrics'); axes[1].legend(fontsize=8)
     ax2.plot([r['step'] for r in tr], [r['lr'] for r in tr]); ax2.set(xlabel='step', ylabel='learning rate')
     fig.tight_layout()
     return fig

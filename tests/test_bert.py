@@ -193,3 +193,13 @@ def test_masked_lm_training_forward_is_the_fused_loss_and_eval_keeps_logits():
     with torch.no_grad(): ev = m(x, labels=y)
     assert train.logits is None and ev.logits.shape == (12, 30522)
     assert abs(train.loss.item() - ev.loss.item()) < 1e-5
+
+def test_cpu_attention_matches_the_fused_kernel_with_padding_and_gradients():
+    import torch.nn.functional as F
+    from pd_nb.bert import attention
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 9, 16, requires_grad=True) for _ in range(3))
+    mask = torch.ones(3, 1, 1, 9, dtype=torch.bool); mask[1, ..., 5:] = False; mask[2, ..., 2:] = False
+    a = attention(q, k, v, mask); ga = torch.autograd.grad(a.square().sum(), (q, k, v))
+    b = F.scaled_dot_product_attention(q, k, v, attn_mask=mask); gb = torch.autograd.grad(b.square().sum(), (q, k, v))
+    assert torch.allclose(a, b, atol=1e-5) and all(torch.allclose(x, y, atol=1e-4) for x, y in zip(ga, gb))

@@ -288,3 +288,14 @@ def test_reuse_freed_memory_is_accepted_by_glibc():
     import sys
     from pd_nb.learner import reuse_freed_memory
     assert reuse_freed_memory() == sys.platform.startswith('linux')
+
+def test_plot_log_draws_every_logged_validation_metric(tmp_path):
+    import json as _json
+    import matplotlib; matplotlib.use('Agg')
+    from pd_nb.learner import plot_log
+    recs = [{'step': 1, 'loss': 3.0, 'lr': 1e-3}, {'step': 2, 'loss': 2.5, 'lr': 1e-3},
+            {'step': 2, 'valid_mlm_loss': 2.7, 'valid_mlm_accuracy': 0.1}, {'step': 2, 'valid_loss': 2.8}]
+    (tmp_path / 'log.jsonl').write_text(''.join(_json.dumps(r) + '\n' for r in recs))
+    fig = plot_log(tmp_path)
+    labels = {l.get_label() for ax in fig.axes for l in ax.get_lines()}
+    assert {'train loss', 'valid_mlm_loss', 'valid_loss', 'valid_mlm_accuracy'} <= labels
