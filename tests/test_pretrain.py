@@ -147,3 +147,17 @@ def test_exact_masking_picks_the_same_count_in_every_full_row():
     assert not (labels != -100)[torch.isin(x, torch.tensor(SPECIAL))].any()
     picked = labels != -100
     assert abs((y[picked] == tok.mask_token_id).float().mean().item() - 0.8) < 0.03
+
+def test_committed_milestones_load_as_fp32_and_improve_with_tokens():
+    "Every committed milestone of the long Tiny run: an HF folder loadable as fp32 masked LM; held-out loss falls as tokens grow."
+    from transformers import AutoModelForMaskedLM
+    root = Path(__file__).resolve().parents[1] / 'data' / 'checkpoints' / 'tiny_wiki_gutenberg_long'
+    ms = sorted(((json.loads((d / 'milestone.json').read_text()), d) for d in root.glob('tokens_*')), key=lambda t: t[0]['tokens_seen'])
+    if not ms: pytest.skip('no milestones committed')
+    from pd_nb.pretrain import milestone_name
+    assert all(d.name == milestone_name(m['milestone_tokens']) and m['tokens_seen'] >= m['milestone_tokens'] for m, d in ms)
+    losses = [m['mlm_loss'] for m, _ in ms]
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    m, d = ms[-1]
+    hf = AutoModelForMaskedLM.from_pretrained(d)
+    assert next(hf.parameters()).dtype == torch.float32 and hf.config.num_hidden_layers == 2 and hf.config.hidden_size == 128
