@@ -256,7 +256,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
         raise ValueError(f"D_LM {list(cfg.corpus)} packs into only {len(mm)} rows of {cfg.seq_len}; need more than valid_rows={cfg.valid_rows}")
     train_rows, valid_rows = mm[:-cfg.valid_rows], mm[-cfg.valid_rows:]
     special = sorted(tok.all_special_ids)
-    eval_set = masked_eval_set(valid_rows, tok.mask_token_id, len(tok), special, cfg.mlm_prob)
+    eval_set = masked_eval_set(valid_rows, tok.mask_token_id, len(tok), special, 0.15)   # BERT's rate, whatever the training rate
     model = BertForMaskedLM(student_config(cfg.size, dropout=cfg.dropout, attn_dropout=cfg.dropout))
     model.bert.pooler.requires_grad_(False)   # no next-sentence objective: the pooler gets no gradient (and DDP needs none unused)
     world = int(__import__('os').environ.get('WORLD_SIZE', 1))
