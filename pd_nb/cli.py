@@ -375,7 +375,7 @@ def cmd_distill(args):
     load_teacher(args.teacher, spec)                       # a missing teacher or other labels: refused before anything else
     with warnings.catch_warnings(record=True) as caught:   # e.g. a transfer file with labels: say so, then drop them
         warnings.simplefilter('always')
-        dt = load_transfer(args.transfer, args.data_dir, max_examples=args.max_transfer, seed=cfg.seed)
+        dt = load_transfer(args.transfer, args.data_dir, max_examples=args.max_transfer, seed=cfg.seed, task=spec)
     for w in caught: print(f"pd_nb distill: warning: {w.message}", file=sys.stderr)
     names = spec.label_names if spec else teacher_task(args.teacher).label_names
     student = cli_student(args.student, args.size, names, cfg.seed)
@@ -412,7 +412,8 @@ EVAL_DEFAULTS = dict(task='sst2', split=None, data=None, data_dir=None, max_len=
 def cmd_eval(args):
     """Print (and with `--out` write as JSON) the metrics of `--model` on `--task` data (defaults < `--config` < flags)."""
     from pd_nb.teacher import load_teacher
-    from pd_nb.finetune import as_examples, evaluate_classifier, eval_split, check_label_names, checkpoint_label_names
+    from pd_nb.data import eval_split
+    from pd_nb.finetune import as_examples, evaluate_classifier, check_label_names, checkpoint_label_names
     conf = load_json(args.config) if args.config else {}
     if not isinstance(conf, dict) or (bad := sorted(set(conf) - set(EVAL_DEFAULTS))):
         raise ValueError(f"{args.config}: expected a JSON object with some of {sorted(EVAL_DEFAULTS)}; unknown: {bad if isinstance(conf, dict) else conf!r}")

@@ -15,7 +15,7 @@ from .core import data_dir, sample_dir, cache_dir, minilm_dir, atomic_path, save
 # %% auto #0
 __all__ = ['SENTIMENT', 'NLI3', 'TASKS', 'LM_CORPORA', 'LM_CACHE_VERSION', 'DataError', 'get_tokenizer', 'iter_lines', 'iter_tsv',
            'iter_jsonl', 'iter_text_lines', 'file_format', 'records_to_dataset', 'read_file', 'read_hf', 'clean_review',
-           'TaskSpec', 'get_task', 'resolve_data_dir', 'load_task', 'task_counts', 'split_sentences',
+           'TaskSpec', 'get_task', 'eval_split', 'resolve_data_dir', 'load_task', 'task_counts', 'split_sentences',
            'find_text_fields', 'load_transfer', 'read_labelled', 'encode', 'lm_sources', 'iter_documents',
            'tokenizer_fingerprint', 'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap', 'lm_memmap_info',
            'LMBlocks', 'make_sample']
@@ -305,6 +305,13 @@ def get_task(task: str | TaskSpec) -> TaskSpec:
     if task not in TASKS: raise KeyError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
     return TASKS[task]
 
+def eval_split(task: str | TaskSpec) -> str:
+    "The split used as dev set: 'dev', else the first of 'dev_matched', 'validation', 'test' the task has."
+    spec = get_task(task)
+    for s in ('dev', 'dev_matched', 'validation', 'test'):
+        if s in spec.files or s in spec.hf_splits: return s
+    raise ValueError(f"task {spec.name!r} has no dev split (splits: {list(spec.files)}); pass the dev data explicitly")
+
 # %% ../nbs/01_data.ipynb #31375cc4
 def resolve_data_dir(data_dir_: str | Path | None = None) -> tuple[Path, bool]:
     "The data directory to read (argument, else `PD_NB_DATA`, else the embedded sample) and whether it is the sample."
@@ -410,8 +417,19 @@ def _sentences_dataset(texts: Iterable[str]):
                                       features=datasets.Features({'text_a': datasets.Value('string')}))
 
 # %% ../nbs/01_data.ipynb #a9b5654a
+def _text_keys(ds) -> list[str]:
+    "Each example's words, lower-cased, without punctuation (a pair as 'a<TAB>b'): the key of the overlap check."
+    norm = lambda t: ' '.join(re.sub(r'[\W_]+', ' ', t.lower()).split())
+    if 'text_b' in ds.column_names: return [norm(a) + '\t' + norm(b) for a, b in zip(ds['text_a'], ds['text_b'])]
+    return [norm(a) for a in ds['text_a']]
+
+def _drop_texts(ds, keys: set):
+    if not keys: return ds, 0
+    keep = [i for i, k in enumerate(_text_keys(ds)) if k not in keys]
+    return (ds, 0) if len(keep) == len(ds) else (ds.select(keep), len(ds) - len(keep))
+
 def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_examples: int | None = None,
-                  sentences: bool | None = None, seed: int = 0):
+                  sentences: bool | None = None, seed: int = 0, task: str | TaskSpec | None = None):
     """Load unlabelled transfer text D_T as a `datasets.Dataset` (`text_a`, and `text_b` for pairs).
 
     Args:
@@ -421,22 +439,39 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
         max_examples: keep a seeded random subset of this many examples (in their original order).
         sentences: split texts into sentences (default: True for 'imdb', False otherwise).
         seed: the subset's seed.
+        task: the task this D_T serves: its evaluation split (`eval_split`) is left out, by file for a
+            named source and by text for every source (dropped examples are counted in a warning).
+
+    Raises:
+        DataError: nothing is left once `task`'s evaluation split is left out.
     """
     import datasets
     src = str(source)
+    spec = get_task(task) if task is not None else None
+    try: held = (spec.name, eval_split(spec)) if spec is not None else None
+    except ValueError: held = None                                   # a task without a dev split: nothing to leak
+    root, _ = resolve_data_dir(data_dir)
+    held_keys = set()
+    if held is not None and held[1] in spec.files and (root / spec.files[held[1]]).exists():
+        held_keys = set(_text_keys(load_task(spec, held[1], root)))
+    refuse = lambda: DataError(f"transfer set {src!r} for task {held[0]!r} is empty once {held[0]}'s evaluation split "
+                               f"{held[1]!r} is left out (in {root}); pass another transfer source")
+    dropped = 0
     if src == 'imdb':
-        root, _ = resolve_data_dir(data_dir)
-        files = [root / 'imdb' / f'{s}.jsonl.xz' for s in ('train', 'test', 'unsup')]
+        splits = [s for s in ('train', 'test', 'unsup') if held != ('imdb', s)]
+        files = [root / 'imdb' / f'{s}.jsonl.xz' for s in splits]
         if missing := [str(f) for f in files if not f.exists()]: raise FileNotFoundError(f"IMDB transfer text: missing {missing}")
         parts = [records_to_dataset(iter_jsonl(f), f, ('text',), None, clean=clean_review) for f in files]
-        ds = datasets.concatenate_datasets(parts)
+        ds, dropped = _drop_texts(datasets.concatenate_datasets(parts), held_keys)
         if sentences is not False: ds = _sentences_dataset(ds['text_a'])
     elif src == 'nli' or src in TASKS:
         specs = [TASKS['mnli'], TASKS['snli']] if src == 'nli' else [TASKS[src]]
-        root, _ = resolve_data_dir(data_dir)
-        files = [(s, root / f) for s in specs for f in s.files.values() if (root / f).exists()]
-        if not files: raise FileNotFoundError(f"transfer source {src!r}: none of its files are in {root}")
+        files = [(s, root / f) for s in specs for split, f in s.files.items() if (root / f).exists() and held != (s.name, split)]
+        if not files:
+            if held is not None and any((root / f).exists() for s in specs for f in s.files.values()): raise refuse()
+            raise FileNotFoundError(f"transfer source {src!r}: none of its files are in {root}")
         ds = datasets.concatenate_datasets([read_file(f, s.text_columns, None, header=None, clean=s.clean) for s, f in files])
+        ds, dropped = _drop_texts(ds, held_keys)
         if sentences: ds = _sentences_dataset(ds['text_a'])
     else:
         path = _check_file(source); fmt = file_format(path)
@@ -449,6 +484,10 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
         if sentences:
             if 'text_b' in ds.column_names: raise ValueError(f"{path}: sentence pairs cannot be split into sentences")
             ds = _sentences_dataset(ds['text_a'])
+    ds, n = _drop_texts(ds, held_keys); dropped += n                 # also sentences equal to an evaluation text
+    if dropped: warnings.warn(f"transfer set {src!r}: dropped {dropped:,} examples whose text is in the {held[1]!r} split "
+                              f"of task {held[0]!r}, its evaluation data")
+    if held is not None and len(ds) == 0: raise refuse()
     return _subsample(ds, max_examples, seed)
 
 # %% ../nbs/01_data.ipynb #2d1ab002

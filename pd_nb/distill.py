@@ -12,12 +12,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import BertConfig, student_config, set_seed, load_json
-from .data import DataError, TaskSpec, get_task
+from .data import DataError, TaskSpec, get_task, eval_split
 from .bert import BertForSequenceClassification, init_bert_weights, count_params
 from .hub import from_hf, resolve_hf_dir
 from .learner import Learner, DataLoaders, CheckpointCB, read_log
 from .finetune import (save_stage, TokenizedExamples, tokenize_examples, classification_loader, evaluate_classifier, BestModelCB,
-                            task_metrics, as_examples, eval_split, check_label_names, checkpoint_label_names,
+                            task_metrics, as_examples, check_label_names, checkpoint_label_names,
                             classifier_tokenizer, example_columns)
 from .teacher import label_transfer_set, load_teacher
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from .core import set_seed, get_device, save_json, load_json, write_manifest, atomic_path
-from .data import DataError, TaskSpec, get_task, get_tokenizer, load_task
+from .data import DataError, TaskSpec, get_task, get_tokenizer, load_task, eval_split
 from .bert import BertForSequenceClassification, count_params
 from .hub import from_hf, save_hf, resolve_hf_dir
 from .learner import Learner, DataLoaders, Callback, CheckpointCB, forward_keys, model_inputs, to_device, read_log
@@ -23,8 +23,8 @@ __all__ = ['METRICS', 'FINETUNE_GRID', 'FINETUNE_PRESETS', 'TokenizedExamples', 
            'bucket_batches', 'collate_examples', 'BucketedBatches', 'classification_loader', 'f1_score',
            'classification_metrics', 'task_metrics', 'predict_logits', 'evaluate_classifier', 'checkpoint_label_names',
            'LabelMismatchError', 'check_label_names', 'classifier_tokenizer', 'load_classifier', 'save_classifier',
-           'BestModelCB', 'FinetuneConfig', 'finetune_config', 'eval_split', 'as_examples', 'save_stage', 'finetune',
-           'mean_std', 'finetune_sweep']
+           'BestModelCB', 'FinetuneConfig', 'finetune_config', 'as_examples', 'save_stage', 'finetune', 'mean_std',
+           'finetune_sweep']
 
 # %% ../nbs/06_finetune.ipynb #93f4f096
 @dataclass
@@ -499,13 +499,6 @@ def finetune_config(preset: str = 'paper', **overrides) -> FinetuneConfig:
     return replace(FINETUNE_PRESETS[preset], **overrides)
 
 # %% ../nbs/06_finetune.ipynb #5595f3fa
-def eval_split(task: str | TaskSpec) -> str:
-    "The split used as dev set: 'dev', else the first of 'dev_matched', 'validation', 'test' the task has."
-    spec = get_task(task)
-    for s in ('dev', 'dev_matched', 'validation', 'test'):
-        if s in spec.files or s in spec.hf_splits: return s
-    raise ValueError(f"task {spec.name!r} has no dev split (splits: {list(spec.files)}); pass the dev data explicitly")
-
 def as_examples(data, task: str | TaskSpec, split: str, tokenizer, max_len: int = 128, max_n: int | None = None,
                 seed: int = 0, data_dir=None) -> TokenizedExamples:
     """Labelled examples of a task as `TokenizedExamples`.

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn as nn
 from .core import student_config, repo_root, results_dir, save_json, load_json, write_manifest
-from .data import get_task, load_task, load_transfer
+from .data import get_task, load_transfer
 from .finetune import FinetuneConfig, finetune, classifier_tokenizer
 from .teacher import label_transfer_set
 from .distill import DistillConfig, init_student, distill
@@ -71,7 +71,7 @@ class RecipeConfig:
     size: str | tuple = 'tiny'                 # student (L, H): a name, 'L/H', or (L, H)
     pretrained: str | None = None              # MLM checkpoint folder of the student (PF, PD, PD-F); None: `default_pretrained`
     teacher: str | None = None                 # fine-tuned teacher folder (Distillation, PD, PD-F)
-    transfer: str | None = None                # D_T source for `load_transfer`; None: DEFAULT_TRANSFER, else the task's train text
+    transfer: str | None = None                # D_T source for `load_transfer`; None: DEFAULT_TRANSFER, else the task's own text (never its eval split)
     max_transfer: int | None = None            # seeded random subset of D_T
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -108,13 +108,10 @@ class RecipeError(ValueError):
     "A recipe was asked for something its config does not provide (a teacher, a pre-trained student)."
 
 def transfer_set(cfg: RecipeConfig):
-    "D_T of `cfg` as a `datasets.Dataset` (text only; see `RecipeConfig.transfer`)."
-    src = cfg.transfer or DEFAULT_TRANSFER.get(get_task(cfg.task).name)
-    if src is not None: return load_transfer(src, cfg.data_dir, max_examples=cfg.max_transfer, seed=cfg.seed)
-    ds = load_task(cfg.task, 'train', cfg.data_dir).remove_columns('label')
-    if cfg.max_transfer is not None and cfg.max_transfer < len(ds):
-        ds = ds.select(np.sort(np.random.default_rng(cfg.seed).choice(len(ds), cfg.max_transfer, replace=False)))
-    return ds
+    "D_T of `cfg` as a `datasets.Dataset` (text only, without the task's evaluation split; see `RecipeConfig.transfer`)."
+    spec = get_task(cfg.task)
+    src = cfg.transfer or DEFAULT_TRANSFER.get(spec.name) or spec.name
+    return load_transfer(src, cfg.data_dir, max_examples=cfg.max_transfer, seed=cfg.seed, task=spec)
 
 def _pretrained_dir(recipe: Recipe, cfg: RecipeConfig) -> Path:
     p = cfg.pretrained or default_pretrained(cfg.size)
