@@ -13,8 +13,9 @@ import torch
 # %% auto #0
 __all__ = ['GRID_L', 'GRID_H', 'NAMED_SIZES', 'PAPER_PARAMS_M', 'PAPER_TRUNCATED', 'BertConfig', 'student_config',
            'all_student_configs', 'bert_param_count', 'paper_params_m', 'repo_root', 'sample_dir', 'data_dir',
-           'results_dir', 'cache_dir', 'minilm_dir', 'in_test', 'set_seed', 'get_device', 'atomic_path', 'save_json',
-           'load_json', 'git_sha', 'package_versions', 'device_info', 'run_manifest', 'write_manifest']
+           'results_dir', 'cache_dir', 'minilm_dir', 'in_test', 'set_seed', 'get_device', 'per_process_batch',
+           'atomic_path', 'save_json', 'load_json', 'git_sha', 'package_versions', 'device_info', 'run_manifest',
+           'write_manifest']
 
 # %% ../nbs/00_core.ipynb #314f1e8e
 GRID_L = (2, 4, 6, 8, 10, 12)
@@ -194,6 +195,22 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #c0b7a002
+def per_process_batch(batch_size: int, grad_accum: int = 1, world_size: int | None = None) -> int:
+    """The micro-batch of one process for a global `batch_size`: `batch_size / (world_size * grad_accum)`.
+
+    Args:
+        world_size: the number of processes; None: env `WORLD_SIZE` (set by `torchrun`), else 1.
+
+    Raises:
+        ValueError: `batch_size` is not a positive multiple of `world_size * grad_accum`.
+    """
+    world = int(os.environ.get('WORLD_SIZE', 1)) if world_size is None else world_size
+    per_proc = batch_size // (world * grad_accum)
+    if per_proc < 1 or per_proc * world * grad_accum != batch_size:
+        raise ValueError(f"batch_size={batch_size} is not divisible by world size {world} x grad_accum {grad_accum}")
+    return per_proc
 
 # %% ../nbs/00_core.ipynb #b27c742b
 @contextlib.contextmanager

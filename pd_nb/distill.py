@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import BertConfig, student_config, set_seed, load_json
+from .core import BertConfig, student_config, set_seed, load_json, per_process_batch
 from .data import DataError, TaskSpec, get_task, eval_split
 from .bert import BertForSequenceClassification, init_bert_weights, count_params
 from .hub import from_hf, resolve_hf_dir
@@ -141,7 +141,7 @@ def init_student(init: str | Path, size=None, n_labels: int | None = None, label
 class DistillConfig:
     "Distillation on D_T (step 2). The paper's loss (T = 1, no T², α = 0); BERT's AdamW, 10% warmup, linear decay."
     lr: float = 1e-4
-    batch_size: int = 32
+    batch_size: int = 32                  # global batch (per process = batch_size / world size)
     epochs: int = 3
     max_steps: int | None = None          # stop after this many optimiser steps (overrides epochs)
     max_len: int = 128
@@ -298,7 +298,7 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
         dv = as_examples(dev, spec, dev_split, tok, cfg.max_len, cfg.max_dev, cfg.seed, data_dir)
     if out is not None and not resume: shutil.rmtree(out / 'run', ignore_errors=True)
     set_seed(cfg.seed)
-    dls = DataLoaders(classification_loader(tr, cfg.batch_size, True, cfg.seed, cfg.chunk_batches),
+    dls = DataLoaders(classification_loader(tr, per_process_batch(cfg.batch_size), True, cfg.seed, cfg.chunk_batches),
                       classification_loader(dv, cfg.eval_batch_size, shuffle=False))
     best = BestModelCB(spec.metric, task_metrics(spec), cfg.eval_every)
     config = {'task': spec.name, 'init': getattr(student, 'init', None), 'teacher': source, 'student': [student.cfg.n_layers, student.cfg.hidden], **asdict(cfg)}

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
-from .core import set_seed, get_device, save_json, load_json, write_manifest, atomic_path
+from .core import set_seed, get_device, save_json, load_json, write_manifest, atomic_path, per_process_batch
 from .data import DataError, TaskSpec, get_task, get_tokenizer, load_task, eval_split
 from .bert import BertForSequenceClassification, count_params
 from .hub import from_hf, save_hf, resolve_hf_dir
@@ -584,11 +584,7 @@ def finetune(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = No
     dev_split = cfg.dev_split or eval_split(spec)
     tr = as_examples(train, spec, cfg.train_split, tok, cfg.max_len, cfg.max_train, cfg.seed, data_dir)
     dv = as_examples(dev, spec, dev_split, tok, cfg.max_len, cfg.max_dev, cfg.seed, data_dir)
-    world = int(__import__('os').environ.get('WORLD_SIZE', 1))
-    per_proc = cfg.batch_size // (world * cfg.grad_accum)
-    if per_proc < 1 or per_proc * world * cfg.grad_accum != cfg.batch_size:
-        raise ValueError(f"batch_size={cfg.batch_size} is not divisible by world size {world} x grad_accum {cfg.grad_accum}")
-    dls = DataLoaders(classification_loader(tr, per_proc, True, cfg.seed, cfg.chunk_batches),
+    dls = DataLoaders(classification_loader(tr, per_process_batch(cfg.batch_size, cfg.grad_accum), True, cfg.seed, cfg.chunk_batches),
                       classification_loader(dv, cfg.eval_batch_size, shuffle=False))
     best = BestModelCB(spec.metric, task_metrics(spec), cfg.eval_every)
     config = {'task': spec.name, 'source': source, **asdict(cfg)}
