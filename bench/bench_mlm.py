@@ -1,141 +1,175 @@
-"""Benchmark one masked-LM training step: pd_nb (Learner + on-device masking + sparse MLM head) against
-Hugging Face `BertForMaskedLM` + `DataCollatorForLanguageModeling` in a plain PyTorch loop.
+"""Benchmark one masked-LM training step: pd_nb against Hugging Face, at the same precision, with the machine's
+own matmul peak measured in the same run.
 
-Same student size, same batch, same packed 128-token rows (chapter 01's D_LM memmap of the embedded
-sample, or PD_NB_DATA's corpora with --corpus), same AdamW, after warm-up steps. Prints tokens/s (median step time) for
-both and the ratio. Run:  .venv/bin/python bench/bench_mlm.py --size tiny mini
+Contenders (same student size, same batch of packed 128-token rows from chapter 01's D_LM memmap, same AdamW,
+gradient clipping, median step time after warm-up steps):
 
-MFU (printed on CUDA): achieved model FLOP/s divided by the device's peak dense bf16 FLOP/s, where the
-model FLOPs of one training token are counted as in PaLM (Chowdhery et al. 2022, App. B):
-    6 * N_matmul  +  12 * L * H * T          (forward + backward, attention scores and values)
-with N_matmul the encoder's matrix parameters (4H^2 + 2*H*F per layer) plus, for the MLM head, the
-H^2 transform and the H*V decoder counted only at the positions where each implementation computes
-them (all T positions for HF's dense head, the 15% masked ones for our sparse head). We report MFU
-with the FLOPs of the *dense* computation (the useful work HF does) for both, so the sparse head's
-saving shows up as higher MFU rather than being hidden by a smaller FLOP count.
+- `pd_nb`: the Learner with on-device exact-count masking and the fused sparse MLM head (`vocab_cross_entropy`);
+- `hf`: Hugging Face `BertForMaskedLM` + `DataCollatorForLanguageModeling` in a plain PyTorch loop (eager);
+- `hf+compile`: the same with `torch.compile(model)`.
+
+Each contender runs in its own fresh process, so nothing one of them sets (pd_nb's Learner asks glibc to keep freed
+memory, `pd_nb.learner.reuse_freed_memory`) reaches another.
+
+FLOPs. Model FLOPs of one training token, forward + backward (PaLM, Chowdhery et al. 2022, App. B):
+
+    6 * (L * (4H^2 + 2HF) + f * (H^2 + HV))  +  12 * L * H * T
+
+where f is the share of positions the masked-LM head must predict (the masked ones: 19 of 128 with exact-count
+masking). MFU = model FLOP/s / peak. HF's dense head computes the head at all T positions (f = 1): that extra work
+is hardware FLOPs, reported as HFU, and does not count as model FLOPs. The peaks are measured here: the best of
+several [2048 x 2048] @ [2048 x 2048] matmuls in bf16 and in fp32 at the same thread count (on CUDA, the datasheet's
+dense bf16 peak is used as well).
+
+Run:  .venv/bin/python bench/bench_mlm.py --size tiny mini --precision bf16 fp32 --threads 2 --out data/results/bench/mlm_cpu.json
 """
-import argparse, time, json, os, sys
+import argparse, json, os, statistics, subprocess, sys, time
 from pathlib import Path
-import torch
-from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pd_nb.core import student_config, set_seed, get_device, save_json, run_manifest
-from pd_nb.data import get_tokenizer, build_lm_memmap
-from pd_nb.bert import BertForMaskedLM
-from pd_nb.hub import to_hf_config, to_hf_state_dict
-from pd_nb.learner import Learner, DataLoaders, Callback
-import statistics
-from pd_nb.pretrain import MLMMaskCB, Rows
-
+CONTENDERS = ('pd_nb', 'hf', 'hf+compile')
 PEAK_BF16 = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12}
 
-def flops_per_token(cfg, T=128, mlm_positions=1.0):
+
+def flops_per_token(cfg, T: int = 128, head_share: float = 1.0) -> float:
+    "Training FLOPs of one token (see the module docstring); `head_share` = f, the share of positions the head runs at."
     H, F, L, V = cfg.hidden, cfg.ffn, cfg.n_layers, cfg.vocab_size
-    n_matmul = L * (4 * H * H + 2 * H * F) + mlm_positions * (H * H + H * V)
-    return 6 * n_matmul + 12 * L * H * T
+    return 6 * (L * (4 * H * H + 2 * H * F) + head_share * (H * H + H * V)) + 12 * L * H * T
 
-def peak_flops(device):
-    if device.type != 'cuda': return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
-def sync(device):
-    if device.type == 'cuda': torch.cuda.synchronize(device)
+def matmul_peak(dtype, device, n: int = 2048, reps: int = 5) -> float:
+    "Best FLOP/s of an n^3 matmul in `dtype` on `device` (after one warm-up)."
+    import torch
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    a @ b
+    best = float('inf')
+    for _ in range(reps):
+        if device.type == 'cuda': torch.cuda.synchronize(device)
+        t = time.perf_counter(); a @ b
+        if device.type == 'cuda': torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
 
-class StepTimer(Callback):
-    "Wall time of every optimiser step (synchronised on CUDA)."
-    order = 100
-    def __init__(self, device): self.device, self.times, self.t = device, [], None
-    def before_fit(self, learn): sync(self.device); self.t = time.perf_counter()
-    def after_step(self, learn):
-        sync(self.device); now = time.perf_counter(); self.times.append(now - self.t); self.t = now
 
-def tokens_per_s(times, batch, T=128):
-    "Tokens/s from the median step time (robust to a busy machine's outliers)."
-    return batch * T / statistics.median(times)
-
-def bench_ours(cfg, rows, batch, steps, warmup, device, precision, compile, accum):
-    tok = get_tokenizer()
+def run_one(kind: str, size: str, precision: str, batch: int, steps: int, warmup: int, corpus, device_name, threads):
+    "One contender in this process: median tokens/s over `steps` timed steps (returned as a dict)."
+    import torch
+    from torch.utils.data import DataLoader
+    if threads: torch.set_num_threads(threads)
+    from pd_nb.core import student_config, set_seed, get_device
+    from pd_nb.data import get_tokenizer, build_lm_memmap
+    device = get_device(device_name)
+    tok, rows = get_tokenizer(), build_lm_memmap(corpus, get_tokenizer(), 128)
+    cfg, bf16 = student_config(size), precision == 'bf16'
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
     set_seed(0)
-    model = BertForMaskedLM(cfg)
-    dl = DataLoader(Rows(rows), batch_size=batch // accum, shuffle=True, drop_last=True, pin_memory=device.type == 'cuda')
-    learn = Learner(model, DataLoaders(dl), lr=1e-4, warmup=0, grad_accum=accum, precision=precision, compile=compile,
-                    device=device, progress=False, log_every=10**9,
-                    cbs=[MLMMaskCB(tok.mask_token_id, len(tok), sorted(tok.all_special_ids))])
-    learn.fit(max_steps=warmup)
-    timer = StepTimer(device)
-    learn.fit(max_steps=warmup + steps, cbs=[timer])
-    return tokens_per_s(timer.times, batch, rows.shape[1])
-
-def bench_hf(cfg, rows, batch, steps, warmup, device, precision, accum):
-    from transformers import BertForMaskedLM as HFBertForMaskedLM, DataCollatorForLanguageModeling
-    tok = get_tokenizer()
-    set_seed(0)
-    hf = HFBertForMaskedLM(to_hf_config(cfg)).to(device).train()
-    collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.15)
-    dl = DataLoader([{'input_ids': torch.from_numpy(r.astype('int64'))} for r in rows], batch_size=batch // accum,
-                    shuffle=True, drop_last=True, collate_fn=collator, pin_memory=device.type == 'cuda')
-    opt = torch.optim.AdamW(hf.parameters(), lr=1e-4, fused=device.type == 'cuda' or None)
-    bf16 = precision == 'bf16'
-    it = iter(dl)
-    def step():
-        nonlocal it
-        for _ in range(accum):
+    times = []
+    if kind == 'pd_nb':
+        from pd_nb.bert import BertForMaskedLM
+        from pd_nb.learner import Learner, DataLoaders, Callback
+        from pd_nb.pretrain import MLMMaskCB, Rows
+        class StepTimer(Callback):
+            order = 100
+            def before_fit(self, learn): sync(); self.t = time.perf_counter()
+            def after_step(self, learn):
+                sync(); now = time.perf_counter(); times.append(now - self.t); self.t = now
+        model = BertForMaskedLM(student_config(size, dropout=0.0, attn_dropout=0.0))
+        model.bert.pooler.requires_grad_(False)
+        dl = DataLoader(Rows(rows), batch_size=batch, shuffle=True, drop_last=True, pin_memory=device.type == 'cuda')
+        learn = Learner(model, DataLoaders(dl), lr=1e-4, warmup=0, precision=precision, device=device, progress=False,
+                        log_every=10 ** 9, cbs=[MLMMaskCB(tok.mask_token_id, len(tok), sorted(tok.all_special_ids), pad_id=tok.pad_token_id)])
+        learn.fit(max_steps=warmup)
+        learn.fit(max_steps=warmup + steps, cbs=[StepTimer()])
+        head_share = 19 / 128                                        # exact-count masking: round(0.15 * 128) per row
+    else:
+        from transformers import BertForMaskedLM as HF, DataCollatorForLanguageModeling
+        from pd_nb.hub import to_hf_config
+        hfc = to_hf_config(cfg); hfc.hidden_dropout_prob = hfc.attention_probs_dropout_prob = 0.0
+        hf = HF(hfc).to(device).train()
+        fwd = torch.compile(hf) if kind == 'hf+compile' else hf
+        collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.15)
+        dl = DataLoader([{'input_ids': torch.from_numpy(r.astype('int64'))} for r in rows[:batch * (steps + warmup + 1)]],
+                        batch_size=batch, shuffle=True, drop_last=True, collate_fn=collator, pin_memory=device.type == 'cuda')
+        opt = torch.optim.AdamW(hf.parameters(), lr=1e-4, fused=device.type == 'cuda' or None)
+        it = iter(dl)
+        def step():
+            nonlocal it
             try: b = next(it)
             except StopIteration: it = iter(dl); b = next(it)
             b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = hf(**b).loss
-            (loss / accum).backward()
-        torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
-        opt.step(); opt.zero_grad(set_to_none=True)
-    for _ in range(warmup): step()
-    times = []
-    for _ in range(steps):
-        sync(device); t0 = time.perf_counter(); step(); sync(device); times.append(time.perf_counter() - t0)
-    return tokens_per_s(times, batch, rows.shape[1])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16): loss = fwd(**b).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
+            opt.step(); opt.zero_grad(set_to_none=True)
+        for _ in range(warmup): step()
+        for _ in range(steps):
+            sync(); t = time.perf_counter(); step(); sync(); times.append(time.perf_counter() - t)
+        head_share = 1.0
+    return dict(tokens_per_s=batch * 128 / statistics.median(times), head_share=head_share, threads=torch.get_num_threads())
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--size', nargs='+', default=['tiny', 'mini'])
-    p.add_argument('--batch', type=int, default=None, help='global batch (default 32 on CPU, 4096 on CUDA)')
-    p.add_argument('--accum', type=int, default=1, help='gradient accumulation micro-batches per step')
-    p.add_argument('--steps', type=int, default=None, help='timed steps (default 20 on CPU, 30 on CUDA)')
-    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--precision', nargs='+', default=None, choices=['bf16', 'fp32'], help='default: bf16 and fp32 on CPU, bf16 on CUDA')
+    p.add_argument('--contenders', nargs='+', default=list(CONTENDERS), choices=CONTENDERS)
+    p.add_argument('--batch', type=int, default=None, help='batch (default 128 on CPU, 4096 on CUDA)')
+    p.add_argument('--steps', type=int, default=None, help='timed steps (default 8 on CPU, 30 on CUDA)')
+    p.add_argument('--warmup', type=int, default=None, help='untimed steps first (default 3; 6 with compile)')
     p.add_argument('--corpus', nargs='+', default=['sample'])
     p.add_argument('--device', default=None)
-    p.add_argument('--compile', action='store_true')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: all cores)')
     p.add_argument('--out', default=None, help='write the figures as JSON here')
+    p.add_argument('--one', help=argparse.SUPPRESS)                  # internal: run one contender, print JSON
     a = p.parse_args(argv)
-    device = get_device(a.device)
+    import torch
+    from pd_nb.core import get_device, save_json, run_manifest, student_config
     if a.threads: torch.set_num_threads(a.threads)
-    cuda = device.type == 'cuda'
-    batch, steps = a.batch or (4096 if cuda else 32), a.steps or (30 if cuda else 20)
-    precision = 'bf16' if cuda else 'fp32'
-    if cuda: torch.backends.cuda.matmul.allow_tf32 = True
-    rows = build_lm_memmap(a.corpus, get_tokenizer(), 128)
-    need = batch * (steps + a.warmup + 1)
-    print(f"device={device} ({torch.cuda.get_device_name(device) if cuda else os.cpu_count()} {'' if cuda else 'cores'}), "
-          f"torch threads={torch.get_num_threads()}, batch={batch}, seq=128, steps={steps} after {a.warmup} warm-up, "
-          f"{len(rows):,} rows{' (reused: fewer rows than the run needs)' if len(rows) < need else ''}")
-    results, peak = [], peak_flops(device)
+    device = get_device(a.device); cuda = device.type == 'cuda'
+    batch, steps = a.batch or (4096 if cuda else 128), a.steps or (30 if cuda else 8)
+    if a.one:
+        kind, size, prec = a.one.split(':')
+        warm = a.warmup if a.warmup is not None else (6 if kind == 'hf+compile' else 3)
+        print('RESULT ' + json.dumps(run_one(kind, size, prec, batch, steps, warm, a.corpus, a.device, a.threads)), flush=True)
+        return None
+    precisions = a.precision or (['bf16'] if cuda else ['bf16', 'fp32'])
+    peaks = {'bf16': matmul_peak(torch.bfloat16, device), 'fp32': matmul_peak(torch.float32, device)}
+    name = torch.cuda.get_device_name(device) if cuda else f"{os.cpu_count()}-core CPU"
+    print(f"device={device} ({name}), torch threads={torch.get_num_threads()}, batch={batch}x128, {steps} timed steps; "
+          f"measured matmul peak: bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s, fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s", flush=True)
+    results = []
     for size in a.size:
         cfg = student_config(size)
-        hf = bench_hf(cfg, rows, batch, steps, a.warmup, device, precision, a.accum)
-        ours = bench_ours(cfg, rows, batch, steps, a.warmup, device, precision, a.compile, a.accum)
-        r = dict(size=size, L=cfg.n_layers, H=cfg.hidden, batch=batch, hf_tokens_per_s=round(hf), ours_tokens_per_s=round(ours),
-                 speedup=round(ours / hf, 2))
-        if peak:
-            f = flops_per_token(cfg)
-            r.update(hf_mfu=round(hf * f / peak, 4), ours_mfu=round(ours * f / peak, 4))
-        results.append(r)
-        print(f"{size:>8} L{cfg.n_layers}/H{cfg.hidden}: HF {hf:>10,.0f} tok/s | pd_nb {ours:>10,.0f} tok/s | x{ours / hf:.2f}"
-              + (f" | MFU HF {r['hf_mfu']:.1%} pd_nb {r['ours_mfu']:.1%}" if peak else ''), flush=True)
-    if a.out: save_json({'results': results, 'manifest': run_manifest(seed=0, device=device, bench='mlm', steps=steps)}, a.out)
-    return results
+        for prec in precisions:
+            row = dict(size=size, L=cfg.n_layers, H=cfg.hidden, precision=prec, batch=batch)
+            for kind in a.contenders:
+                cmd = [sys.executable, __file__, '--one', f'{kind}:{size}:{prec}', '--batch', str(batch), '--steps', str(steps),
+                       '--corpus', *a.corpus] + (['--threads', str(a.threads)] if a.threads else []) + \
+                      (['--device', a.device] if a.device else []) + (['--warmup', str(a.warmup)] if a.warmup is not None else [])
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
+                if r.returncode != 0 or not line:
+                    print(f"{size} {prec} {kind}: failed\n{r.stderr[-1500:]}", flush=True); continue
+                res = json.loads(line[0][7:])
+                tps = res['tokens_per_s']
+                model_flops = tps * flops_per_token(cfg, head_share=19 / 128)     # the useful work, the same for all
+                hw_flops = tps * flops_per_token(cfg, head_share=res['head_share'])
+                row[kind] = dict(tokens_per_s=round(tps), model_gflops=round(model_flops / 1e9, 1),
+                                 mfu=round(model_flops / peaks[prec], 4), hfu=round(hw_flops / peaks[prec], 4))
+                print(f"{size:>5} {prec}: {kind:<10} {tps:>9,.0f} tok/s  {model_flops / 1e9:7.1f} model GFLOP/s  "
+                      f"MFU {model_flops / peaks[prec]:6.1%}  HFU {hw_flops / peaks[prec]:6.1%}", flush=True)
+            for base in ('hf', 'hf+compile'):
+                if 'pd_nb' in row and base in row:
+                    row[f'speedup_vs_{base}'] = round(row['pd_nb']['tokens_per_s'] / row[base]['tokens_per_s'], 2)
+            print(f"{size:>5} {prec}: pd_nb / hf {row.get('speedup_vs_hf', '-')}x, pd_nb / hf+compile {row.get('speedup_vs_hf+compile', '-')}x", flush=True)
+            results.append(row)
+    out = {'results': results, 'matmul_peak_gflops': {k: round(v / 1e9, 1) for k, v in peaks.items()},
+           'device_name': name, 'flops_note': 'model FLOPs count the MLM head at the 19/128 masked positions for every contender; HFU counts what each computes',
+           'manifest': run_manifest(seed=0, device=device, bench='mlm', steps=steps, batch=batch)}
+    if a.out: save_json(out, a.out)
+    return out
+
 
 if __name__ == '__main__':
     main()
