@@ -13,9 +13,9 @@ import torch
 # %% auto #0
 __all__ = ['GRID_L', 'GRID_H', 'NAMED_SIZES', 'PAPER_PARAMS_M', 'PAPER_TRUNCATED', 'BertConfig', 'student_config',
            'all_student_configs', 'bert_param_count', 'paper_params_m', 'repo_root', 'sample_dir', 'data_dir',
-           'results_dir', 'cache_dir', 'minilm_dir', 'in_test', 'set_seed', 'get_device', 'per_process_batch',
-           'atomic_path', 'save_json', 'load_json', 'git_sha', 'package_versions', 'device_info', 'run_manifest',
-           'write_manifest']
+           'results_dir', 'cache_dir', 'minilm_dir', 'in_test', 'set_seed', 'get_device', 'cpu_has_bf16',
+           'per_process_batch', 'atomic_path', 'save_json', 'load_json', 'git_sha', 'package_versions', 'device_info',
+           'run_manifest', 'write_manifest']
 
 # %% ../nbs/00_core.ipynb #314f1e8e
 GRID_L = (2, 4, 6, 8, 10, 12)
@@ -195,6 +195,12 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
+
+def cpu_has_bf16() -> bool:
+    "Whether this CPU does bf16 arithmetic natively (x86 `avx512_bf16` or `amx_bf16`, read from /proc/cpuinfo); False elsewhere."
+    try: flags = Path('/proc/cpuinfo').read_text(errors='ignore')
+    except OSError: return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 # %% ../nbs/00_core.ipynb #c0b7a002
 def per_process_batch(batch_size: int, grad_accum: int = 1, world_size: int | None = None) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from .core import (student_config, set_seed, save_json, load_json, write_manifest, per_process_batch)
+from .core import (student_config, set_seed, save_json, load_json, write_manifest, per_process_batch, cpu_has_bf16)
 from .data import get_tokenizer, build_lm_memmap, lm_memmap_info
 from .bert import BertForMaskedLM, count_params
 from .hub import save_hf
@@ -141,7 +141,7 @@ class PretrainConfig:
 
 PRETRAIN_PRESETS = {
     'paper': PretrainConfig(),
-    'cpu': PretrainConfig(batch_size=32, lr=5e-4, warmup=500, max_steps=20_000, eval_every=500, ckpt_every=250, valid_rows=500),
+    'cpu': PretrainConfig(precision='bf16' if cpu_has_bf16() else 'auto', batch_size=32, lr=5e-4, warmup=500, max_steps=20_000, eval_every=500, ckpt_every=250, valid_rows=500),
     'test': PretrainConfig(corpus=('sample',), batch_size=8, lr=1e-3, warmup=2, max_steps=6, eval_every=3, ckpt_every=3,
                            valid_rows=16, max_tokens=40_000),
 }

@@ -161,3 +161,14 @@ def test_committed_milestones_load_as_fp32_and_improve_with_tokens():
     m, d = ms[-1]
     hf = AutoModelForMaskedLM.from_pretrained(d)
     assert next(hf.parameters()).dtype == torch.float32 and hf.config.num_hidden_layers == 2 and hf.config.hidden_size == 128
+
+def test_cpu_preset_uses_bf16_exactly_when_the_cpu_has_native_bf16():
+    from pd_nb.core import cpu_has_bf16
+    from pd_nb.pretrain import PRETRAIN_PRESETS
+    p = Path('/proc/cpuinfo')
+    flags = set()
+    if p.exists():
+        for line in p.read_text(errors='ignore').splitlines():
+            if line.startswith('flags'): flags |= set(line.split(':', 1)[1].split())
+    assert cpu_has_bf16() == bool(flags & {'avx512_bf16', 'amx_bf16'})
+    assert PRETRAIN_PRESETS['cpu'].precision == ('bf16' if cpu_has_bf16() else 'auto')
