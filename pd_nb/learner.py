@@ -431,14 +431,13 @@ def plot_log(run_dir, title: str | None = None):
     losses, others = [k for k in keys if 'loss' in k], [k for k in keys if 'loss' not in k]
     fig, axes = plt.subplots(1, 3 if others else 2, figsize=(13 if others else 9, 3))
     ax1, ax2 = axes[0], axes[-1]
+    def curve(ax, k):
+        v = [r for r in recs if k in r]
+        ax.plot([r['step'] for r in v], [r[k] for r in v], 'o-', ms=3, label=k)
     ax1.plot([r['step'] for r in tr], [r['loss'] for r in tr], label='train loss')
-    for k in losses:
-        v = [r for r in recs if k in r]
-        ax1.plot([r['step'] for r in v], [r[k] for r in v], 'o-', ms=3, label=k)
+    for k in losses: curve(ax1, k)
     ax1.set(xlabel='step', ylabel='loss', title=title or Path(run_dir).name); ax1.legend(fontsize=8)
-    for k in others:
-        v = [r for r in recs if k in r]
-        axes[1].plot([r['step'] for r in v], [r[k] for r in v], 'o-', ms=3, label=k)
+    for k in others: curve(axes[1], k)
     if others: axes[1].set(xlabel='step', title='validation metrics'); axes[1].legend(fontsize=8)
     ax2.plot([r['step'] for r in tr], [r['lr'] for r in tr]); ax2.set(xlabel='step', ylabel='learning rate')
     fig.tight_layout()

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from .core import (student_config, set_seed, save_json, load_json, write_manifest, per_process_batch, cpu_has_bf16)
+from .core import (student_config, set_seed, save_json, write_manifest, per_process_batch, cpu_has_bf16)
 from .data import get_tokenizer, build_lm_memmap, lm_memmap_info
 from .bert import BertForMaskedLM, count_params
 from .hub import save_hf
@@ -185,7 +185,7 @@ def seed_run_from(resume_dir, run_dir) -> Path | None:
     """Copy the checkpoint of a `compact_checkpoint` folder (and its `log.jsonl`) into `run_dir`, unless the
     run folder already holds a checkpoint at least as far along. Returns the checkpoint used, or None."""
     resume_dir, run_dir = Path(resume_dir), Path(run_dir)
-    src = latest_checkpoint(resume_dir) if (resume_dir / 'checkpoints').exists() else max(resume_dir.glob('step_*'), default=None)
+    src = max(resume_dir.glob('step_*'), default=None)
     if src is None: raise FileNotFoundError(f"{resume_dir}: no step_* checkpoint folder to resume from")
     have = latest_checkpoint(run_dir)
     if have is not None and have.name >= src.name: return None
