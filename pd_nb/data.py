@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #eb21dc7d
 from __future__ import annotations
-import os, re, json, lzma, time, hashlib, warnings, functools, itertools, collections
+import os, re, json, lzma, time, types, hashlib, warnings, functools, itertools, collections
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -14,11 +14,12 @@ from .core import data_dir, sample_dir, cache_dir, minilm_dir, atomic_path, save
 
 # %% auto #0
 __all__ = ['SENTIMENT', 'NLI3', 'TASKS', 'LM_CORPORA', 'LM_CACHE_VERSION', 'DataError', 'get_tokenizer', 'iter_lines', 'iter_tsv',
-           'iter_jsonl', 'iter_text_lines', 'file_format', 'records_to_dataset', 'read_file', 'read_hf', 'clean_review',
-           'TaskSpec', 'get_task', 'eval_split', 'resolve_data_dir', 'load_task', 'task_counts', 'split_sentences',
-           'find_text_fields', 'load_transfer', 'read_labelled', 'encode', 'lm_sources', 'iter_documents',
-           'tokenizer_fingerprint', 'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap', 'open_packed_lm',
-           'lm_memmap_info', 'LMBlocks', 'make_sample']
+           'iter_jsonl', 'iter_text_lines', 'file_format', 'Columns', 'hf_datasets', 'columns_dataset',
+           'concat_datasets', 'records_to_dataset', 'read_file', 'read_hf', 'clean_review', 'TaskSpec', 'get_task',
+           'eval_split', 'resolve_data_dir', 'load_task', 'task_counts', 'split_sentences', 'find_text_fields',
+           'load_transfer', 'read_labelled', 'encode', 'lm_sources', 'iter_documents', 'tokenizer_fingerprint',
+           'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap', 'open_packed_lm', 'lm_memmap_info',
+           'LMBlocks', 'make_sample']
 
 # %% ../nbs/01_data.ipynb #e3869672
 class DataError(ValueError):
@@ -168,10 +169,51 @@ def _infer_label_names(values) -> tuple[str, ...]:
         return tuple(str(i) for i in range(max(int(v) for v in vals) + 1))
     return tuple(sorted(str(v) for v in vals))
 
+class Columns:
+    """Equal-length named columns with the part of `datasets.Dataset`'s API pd_nb uses (`column_names`, `features`,
+    `len`, `ds['text_a']`, `ds[i]`, `select`): what the readers return where `datasets` is not installed (a GPU image)."""
+    def __init__(self, columns: dict, label_names: Sequence[str] | None = None):
+        self.columns = {k: list(v) for k, v in columns.items()}
+        if len({len(v) for v in self.columns.values()}) > 1: raise ValueError(f"columns of unequal length: { {k: len(v) for k, v in self.columns.items()} }")
+        self.label_names = tuple(label_names) if label_names is not None else None
+    @property
+    def column_names(self) -> list[str]: return list(self.columns)
+    @property
+    def features(self) -> dict:
+        return {c: types.SimpleNamespace(names=list(self.label_names)) if c == 'label' and self.label_names else types.SimpleNamespace(dtype='string' if c != 'label' else 'int64')
+                for c in self.columns}
+    def __len__(self) -> int: return len(next(iter(self.columns.values()), []))
+    def __getitem__(self, key):
+        if isinstance(key, str): return self.columns[key]
+        return {c: v[key] for c, v in self.columns.items()}
+    def select(self, indices) -> 'Columns':
+        return Columns({c: [v[int(i)] for i in indices] for c, v in self.columns.items()}, self.label_names)
+    def __repr__(self): return f"Columns({self.column_names}, {len(self):,} rows)"
+
+def hf_datasets():
+    "The `datasets` module, or None where it is not installed (then the readers return `Columns`)."
+    try: import datasets
+    except ImportError: return None
+    return datasets
+
+def columns_dataset(columns: dict, label_names: Sequence[str] | None = None):
+    """Text columns (and an integer `label` column over `label_names`) as a `datasets.Dataset` with string features and
+    a `ClassLabel`, or as `Columns` where `datasets` is not installed."""
+    ds = hf_datasets()
+    if ds is None: return Columns(columns, label_names)
+    feats = {c: ds.Value('string') for c in columns if c != 'label'}
+    if 'label' in columns: feats['label'] = ds.ClassLabel(names=list(label_names))
+    return ds.Dataset.from_dict(columns, features=ds.Features(feats))
+
+def concat_datasets(parts: list):
+    "Concatenate datasets of the same columns (`datasets.concatenate_datasets`, or `Columns` without `datasets`)."
+    if all(not isinstance(p, Columns) for p in parts) and (ds := hf_datasets()) is not None: return ds.concatenate_datasets(parts)
+    return Columns({c: [x for p in parts for x in p[c]] for c in parts[0].column_names}, getattr(parts[0], 'label_names', None))
+
 def records_to_dataset(records: Iterable[tuple[str, dict]], path, text_columns: Sequence[str],
                        label_column: str | None = None, label_names: Sequence[str] | None = None,
                        clean: Callable[[str], str] | None = None):
-    """Validate `(where, record)` pairs and build a `datasets.Dataset` (`text_a`[, `text_b`][, `label`]).
+    """Validate `(where, record)` pairs and build a dataset (`text_a`[, `text_b`][, `label`]; see `columns_dataset`).
 
     Args:
         path: the source named in error messages.
@@ -183,7 +225,6 @@ def records_to_dataset(records: Iterable[tuple[str, dict]], path, text_columns: 
     Raises:
         DataError: a missing field, empty text, a label outside the label space, or no examples.
     """
-    import datasets
     if len(text_columns) not in (1, 2): raise ValueError(f"text_columns must name 1 or 2 fields, got {text_columns!r}")
     out = {c: [] for c in ('text_a', 'text_b')[:len(text_columns)]}; labels, wheres = [], []
     for where, rec in records:
@@ -199,12 +240,11 @@ def records_to_dataset(records: Iterable[tuple[str, dict]], path, text_columns: 
                 raise DataError(f"{path}, {where}: missing label field '{label_column}' (found {list(rec)})")
             labels.append(rec[label_column]); wheres.append(where)
     if not out['text_a']: raise DataError(f"{path}: no examples (expected at least one data row)")
-    feats = {c: datasets.Value('string') for c in out}
+    names = None
     if label_column is not None:
         names = tuple(label_names) if label_names is not None else _infer_label_names(labels)
         out['label'] = [_label_index(v, names, w, path, label_column) for v, w in zip(labels, wheres)]
-        feats['label'] = datasets.ClassLabel(names=list(names))
-    return datasets.Dataset.from_dict(out, features=datasets.Features(feats))
+    return columns_dataset(out, names)
 
 # %% ../nbs/01_data.ipynb #2ea64fd7
 def read_file(path, text_columns: Sequence[str] = ('text',), label_column: str | None = 'label',
@@ -417,9 +457,7 @@ def _subsample(ds, max_examples: int | None, seed: int):
     return ds.select(idx)
 
 def _sentences_dataset(texts: Iterable[str]):
-    import datasets
-    return datasets.Dataset.from_dict({'text_a': [s for t in texts for s in split_sentences(t)]},
-                                      features=datasets.Features({'text_a': datasets.Value('string')}))
+    return columns_dataset({'text_a': [s for t in texts for s in split_sentences(t)]})
 
 # %% ../nbs/01_data.ipynb #a9b5654a
 def _text_keys(ds) -> list[str]:
@@ -450,7 +488,6 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
     Raises:
         DataError: nothing is left once `task`'s evaluation split is left out.
     """
-    import datasets
     src = str(source)
     spec = get_task(task) if task is not None else None
     try: held = (spec.name, eval_split(spec)) if spec is not None else None
@@ -467,7 +504,7 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
         files = [root / 'imdb' / f'{s}.jsonl.xz' for s in splits]
         if missing := [str(f) for f in files if not f.exists()]: raise FileNotFoundError(f"IMDB transfer text: missing {missing}")
         parts = [records_to_dataset(iter_jsonl(f), f, ('text',), None, clean=clean_review) for f in files]
-        ds, dropped = _drop_texts(datasets.concatenate_datasets(parts), held_keys)
+        ds, dropped = _drop_texts(concat_datasets(parts), held_keys)
         if sentences is not False: ds = _sentences_dataset(ds['text_a'])
     elif src == 'nli' or src in TASKS:
         specs = [TASKS['mnli'], TASKS['snli']] if src == 'nli' else [TASKS[src]]
@@ -475,7 +512,7 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
         if not files:
             if held is not None and any((root / f).exists() for s in specs for f in s.files.values()): raise refuse()
             raise FileNotFoundError(f"transfer source {src!r}: none of its files are in {root}")
-        ds = datasets.concatenate_datasets([read_file(f, s.text_columns, None, header=None, clean=s.clean) for s, f in files])
+        ds = concat_datasets([read_file(f, s.text_columns, None, header=None, clean=s.clean) for s, f in files])
         ds, dropped = _drop_texts(ds, held_keys)
         if sentences: ds = _sentences_dataset(ds['text_a'])
     else:
