@@ -7,6 +7,9 @@ from safetensors.torch import load
 from pd_nb.core import repo_root, minilm_dir
 from pd_nb.data import build_lm_memmap, get_tokenizer
 
+def tar_bytes(data: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar: return tar.extractfile(name).read()
+
 def test_device_pretrain_chunks(tmp_path, monkeypatch):
     root = repo_root(); monkeypatch.setenv('PD_NB_CACHE', str(tmp_path / 'cache'))
     mm = build_lm_memmap('sample', get_tokenizer(), 128)
@@ -32,4 +35,6 @@ def test_device_pretrain_chunks(tmp_path, monkeypatch):
         assert metrics['completed'] is False and metrics['steps'] >= 20        # stopped by the clock, at a checked step
         steps.append(metrics['steps'])
         assert (out / 'console_tiny.txt').exists() and (out / 'console_env.txt').exists()
+        subprocess.run(['bash', 'bench/unpack_gpu_runs.sh', str(out), str(tmp_path / f'unpacked{call}')], cwd=root, check=True)
+        assert (tmp_path / f'unpacked{call}' / 'tiny' / 'model.safetensors').stat().st_size == len(tar_bytes(data, 'tiny/model.safetensors'))
     assert steps[1] > steps[0]                                                # the second call resumed the first

@@ -172,3 +172,20 @@ def test_cpu_preset_uses_bf16_exactly_when_the_cpu_has_native_bf16():
             if line.startswith('flags'): flags |= set(line.split(':', 1)[1].split())
     assert cpu_has_bf16() == bool(flags & {'avx512_bf16', 'amx_bf16'})
     assert PRETRAIN_PRESETS['cpu'].precision == ('bf16' if cpu_has_bf16() else 'auto')
+
+
+def test_rows_batch_reads_the_same_rows_as_row_by_row():
+    "One fancy index per batch (`__getitems__`) gives the rows the sampler chose, with `rows_batch` and with the default collate."
+    import numpy as np, torch
+    from torch.utils.data import DataLoader
+    from pd_nb.pretrain import Rows, rows_batch
+    a = np.random.default_rng(0).integers(0, 30522, (100, 16)).astype(np.uint16)
+    class PerRow(Rows): __getitems__ = None
+    got = []
+    for cls, coll in ((Rows, rows_batch), (Rows, None), (PerRow, None)):
+        torch.manual_seed(3)
+        b = next(iter(DataLoader(cls(a), batch_size=7, shuffle=True, collate_fn=coll)))['input_ids']
+        assert b.shape == (7, 16) and b.dtype == torch.int64
+        got.append(sorted(map(tuple, b.tolist())))
+    assert got[0] == got[1] == got[2]
+    assert all(np.any((a == np.array(r)).all(1)) for r in got[0])           # real rows of the array
