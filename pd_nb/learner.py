@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, Sampler
 from tqdm import tqdm
-from .core import atomic_path, get_device, load_json, save_json, write_manifest
+from .core import atomic_path, get_device, load_json, save_json, set_seed, write_manifest
 
 # %% auto #0
 __all__ = ['forward_keys', 'model_inputs', 'model_loss', 'to_device', 'param_groups', 'adamw', 'warmup_linear',
@@ -108,12 +108,13 @@ def resumable_loader(dl: DataLoader, seed: int = 0, rank: int = 0, world_size: i
 
 # %% ../nbs/04_learner.ipynb #c0eb6e6b
 def get_rng_state() -> dict:
-    "The state of every global random generator (python, numpy, torch CPU, each CUDA device), as lists and tensors."
+    """The state of every global random generator this process draws from (python, numpy, torch CPU, and its own CUDA
+    device: one state, so a checkpoint resumes on a machine with fewer GPUs), as lists and tensors."""
     py, (kind, keys, pos, has_gauss, gauss) = random.getstate(), np.random.get_state()
     return {'python': [py[0], list(py[1]), py[2]],
             'numpy': [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
             'torch': torch.get_rng_state(),
-            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            'cuda': [torch.cuda.get_rng_state()] if torch.cuda.is_available() else []}
 
 def set_rng_state(state: dict):
     "Restore what `get_rng_state` returned."
@@ -121,7 +122,9 @@ def set_rng_state(state: dict):
     kind, keys, *rest = state['numpy']
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state['torch'])
-    if state['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
+    if state['cuda'] and torch.cuda.is_available():           # this process's device (older checkpoints: one per GPU)
+        cur = torch.cuda.current_device()
+        torch.cuda.set_rng_state(state['cuda'][cur] if len(state['cuda']) > 1 and cur < len(state['cuda']) else state['cuda'][0])
 
 # %% ../nbs/04_learner.ipynb #fc19dfa7
 class CancelFitException(Exception): "Stop training (`after_fit` is skipped, `cleanup_fit` runs)."
@@ -224,6 +227,7 @@ class Learner:
         if precision not in ('auto', 'bf16', 'fp32'): raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
         if grad_accum < 1: raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
         self.rank, self.world_size, self.device = init_distributed(device)
+        if self.rank > 0: set_seed(seed + 7919 * self.rank)    # each rank its own dropout and masks (weights: DDP copies rank 0's)
         if self.device.type == 'cpu': reuse_freed_memory()
         self.model, self.dls, self.loss_func, self.lr = model.to(self.device), dls, loss_func, lr
         self.cbs = list(cbs) + ([ProgressCB()] if progress else [])
@@ -533,9 +537,10 @@ def stop_on_signals(learn: Learner):
     finally:
         for s, h in old.items(): signal.signal(s, h)
 
-def stop_requested(learn: Learner) -> bool:
-    "Whether any process got a stop signal."
+def stop_requested(learn: Learner, every: int = 10) -> bool:
+    "Whether any process got a stop signal (under DDP asked of all ranks together every `every` steps, not every step: no sync per step)."
     flag = learn.stop_signal is not None
     if learn.world_size > 1:
+        if learn.step % every: return False
         t = torch.tensor(float(flag), device=learn.device); dist.all_reduce(t, op=dist.ReduceOp.MAX); flag = bool(t.item())
     return flag

@@ -2,7 +2,7 @@
 (plain `python` for the kill/resume tests, `torchrun --nproc_per_node 2` for the DDP test).
 
     python tests/learner_toy.py --run-dir RUN [--steps 48] [--bs 16] [--accum 2] [--dropout 0.1]
-                                [--ckpt-every 5] [--sleep 0.05] [--resume]
+                                [--ckpt-every 5] [--sleep 0.05] [--resume] [--dump-rng]
 """
 import argparse, time
 from dataclasses import dataclass
@@ -79,8 +79,12 @@ if __name__ == '__main__':
     p.add_argument('--ckpt-every', type=int, default=5)
     p.add_argument('--sleep', type=float, default=0.0)
     p.add_argument('--resume', action='store_true')
+    p.add_argument('--dump-rng', action='store_true', help='write the first draws of torch.rand after the Learner is built')
     a = p.parse_args()
     torch.set_num_threads(1)
     learn = make_learner(a.run_dir, a.bs, a.accum, a.dropout, a.ckpt_every)
+    if a.dump_rng:
+        from pathlib import Path
+        Path(a.run_dir).mkdir(parents=True, exist_ok=True); torch.save(torch.rand(8), Path(a.run_dir) / f'rng_rank{learn.rank}.pt')
     learn.fit(max_steps=a.steps, resume=a.resume, cbs=[Sleep(a.sleep)] if a.sleep else [])
     if learn.rank == 0: print(f'done at step {learn.step}', flush=True)

@@ -259,7 +259,7 @@ def test_sigterm_checkpoints_the_current_step_and_resumes(reference_run, tmp_pat
 def test_ddp_two_processes_match_one_process(tmp_path):
     steps = 16
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', str(SCRIPT),
-           '--run-dir', str(tmp_path / 'ddp'), '--steps', str(steps), '--bs', '8', '--accum', '1', '--dropout', '0']
+           '--run-dir', str(tmp_path / 'ddp'), '--steps', str(steps), '--bs', '8', '--accum', '1', '--dropout', '0', '--dump-rng']
     r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-4000:]
     one = toy.make_learner(tmp_path / 'one', bs=16, accum=1, dropout=0.0)
@@ -277,6 +277,8 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     st = load_json(tmp_path / 'ddp' / 'checkpoints' / f'step_{steps:08d}' / 'state.json')
     assert st['world_size'] == 2 and len(torch.load(tmp_path / 'ddp' / 'checkpoints' / f'step_{steps:08d}' / 'training_state.pt',
                                                     weights_only=True)['rng']) == 2
+    r0, r1 = (torch.load(tmp_path / 'ddp' / f'rng_rank{r}.pt') for r in (0, 1))
+    assert not torch.equal(r0, r1)                     # each rank draws its own dropout and masks
 
 def test_count_items_counts_tokens_of_unpadded_rows_and_items_otherwise():
     from pd_nb.learner import count_items
