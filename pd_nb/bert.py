@@ -174,7 +174,8 @@ class BertForMaskedLM(nn.Module):
         if labels is None: return BertOutput(self.mlm(h, W), hidden_states=h)
         sel = labels != -100
         if torch.is_grad_enabled():                          # training: the fused, chunked head; no [n, V] matrix is kept
-            return BertOutput(None, vocab_cross_entropy(self.mlm.states(h[sel]), W, self.mlm.bias, labels[sel]), h)
+            return BertOutput(None, vocab_cross_entropy(self.mlm.states(h[sel]), W, self.mlm.bias, labels[sel],
+                                                        chunk=4096 if h.is_cuda else 256), h)   # a GPU wants few, big products
         logits = self.mlm(h[sel], W)
         loss = F.cross_entropy(logits.float(), labels[sel], reduction='sum') / max(logits.shape[0], 1)
         return BertOutput(logits, loss, h)
@@ -218,7 +219,8 @@ def vocab_cross_entropy(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, targe
 
     Args:
         x: [n, H] states; W: [V, H] output matrix; b: [V] bias; target: [n] class ids.
-        chunk: rows per chunk (256 x 30,522 fp32 logits = 31 MB).
+        chunk: rows per chunk (256 x 30,522 fp32 logits = 31 MB: cache-sized on a CPU; `BertForMaskedLM` passes 4096
+            on a GPU, 0.5 GB, so that the loop is a few large products rather than many small launches).
     """
     return VocabCrossEntropy.apply(x, W, b, target, chunk)
 
