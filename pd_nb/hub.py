@@ -258,7 +258,7 @@ def to_hf_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {(hk[5:] if strip else hk): sd[ok].detach().cpu().contiguous() for ok, hk in hf_key_map(model).items()}
 
 def save_hf(model: nn.Module, out_dir: str | Path, tokenizer=None, label_names: list[str] | None = None,
-            dtype: torch.dtype | None = None) -> Path:
+            dtype: torch.dtype | None = None, config_overrides: dict | None = None) -> Path:
     """Write `model` as a Hugging Face folder: config.json, model.safetensors and the tokenizer files.
 
     Args:
@@ -267,6 +267,8 @@ def save_hf(model: nn.Module, out_dir: str | Path, tokenizer=None, label_names: 
         label_names: class names for a classifier (default: `model.label_names`, else `LABEL_i`).
         dtype: store the floating-point weights in this dtype (e.g. `torch.float16` halves the file); None keeps
             the model's. `config.json` still says float32, so Hugging Face and `from_hf` load them as fp32.
+        config_overrides: `BertConfig` fields written differently from the model's (e.g. pre-training ran without
+            dropout, but whoever fine-tunes the checkpoint should get BERT's 0.1).
 
     Returns:
         The folder.
@@ -275,7 +277,7 @@ def save_hf(model: nn.Module, out_dir: str | Path, tokenizer=None, label_names: 
     model, out = _unwrap(model), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = (label_names or getattr(model, 'label_names', None)) if isinstance(model, BertForSequenceClassification) else None
-    hfc = to_hf_config(model.cfg, names, _HF_ARCH[type(model)])
+    hfc = to_hf_config(replace(model.cfg, **(config_overrides or {})), names, _HF_ARCH[type(model)])
     if dtype is not None: hfc.dtype = 'float32'              # the model's dtype, whatever the file stores
     hfc.save_pretrained(out)
     sd = to_hf_state_dict(model)

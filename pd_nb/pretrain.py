@@ -18,9 +18,9 @@ from .hub import save_hf
 from .learner import Learner, DataLoaders, Callback, CheckpointCB, TimeLimitCB, read_log, latest_checkpoint
 
 # %% auto #0
-__all__ = ['PRETRAIN_PRESETS', 'mask_tokens', 'MLMMaskCB', 'RowBatch', 'Rows', 'rows_batch', 'masked_eval_set', 'evaluate_mlm',
-           'MLMEvalCB', 'PretrainConfig', 'pretrain_config', 'compact_checkpoint', 'seed_run_from', 'milestone_name',
-           'MilestoneCB', 'pretrain']
+__all__ = ['PRETRAIN_PRESETS', 'RELEASED_DROPOUT', 'mask_tokens', 'MLMMaskCB', 'RowBatch', 'Rows', 'rows_batch',
+           'masked_eval_set', 'evaluate_mlm', 'MLMEvalCB', 'PretrainConfig', 'pretrain_config', 'compact_checkpoint',
+           'seed_run_from', 'milestone_name', 'MilestoneCB', 'pretrain']
 
 # %% ../nbs/05_pretrain.ipynb #3e812ad3
 def mask_tokens(input_ids: torch.Tensor, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15,
@@ -173,6 +173,11 @@ def pretrain_config(preset: str = 'paper', **overrides) -> PretrainConfig:
     return replace(PRETRAIN_PRESETS[preset], **overrides)
 
 # %% ../nbs/05_pretrain.ipynb #cb2ef89c
+RELEASED_DROPOUT = dict(dropout=0.1, attn_dropout=0.1)
+"""The dropout a saved checkpoint's config.json states, whatever pre-training used (`PretrainConfig.dropout`, e.g. 0 in the long
+runs): fine-tuning and distillation read dropout from the checkpoint, and should get BERT's 0.1 as a random-init student
+does, not the pre-training setting (the manifest records that)."""
+
 def compact_checkpoint(ckpt_dir, dest, log_dir=None) -> Path:
     """Copy a Learner checkpoint folder into `dest/<its name>` with the optimiser's moments in bf16.
 
@@ -231,7 +236,7 @@ class MilestoneCB(Callback):
         if learn.rank != 0: return None
         r = evaluate_mlm(learn.model, self.eval_set, device=learn.device)
         d = self.out / 'milestones' / milestone_name(tokens)
-        save_hf(learn.model, d, self.tok, dtype=self.dtype)
+        save_hf(learn.model, d, self.tok, dtype=self.dtype, config_overrides=RELEASED_DROPOUT)
         rec = dict(milestone_tokens=tokens, tokens_seen=learn.step * self.tps, step=learn.step, mlm_loss=r['mlm_loss'],
                    mlm_accuracy=r['mlm_accuracy'], n_masked=r['n_masked'],
                    wall_seconds=round(self.elapsed0 + time.perf_counter() - self.t0, 1), weights_dtype=str(self.dtype))
@@ -298,7 +303,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
         if stopped is not None: raise stopped
         return {}
     final = evaluate_mlm(learn.model, eval_set, device=learn.device)
-    save_hf(learn.model, out, tok)
+    save_hf(learn.model, out, tok, config_overrides=RELEASED_DROPOUT)
     info = lm_memmap_info(mm)
     summary = dict(size=cfg.size, params=count_params(learn.model), steps=learn.step, batch_size=cfg.batch_size,
                    seq_len=cfg.seq_len, tokens_seen=learn.step * cfg.batch_size * cfg.seq_len,

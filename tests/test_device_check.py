@@ -13,7 +13,7 @@ def test_device_check_smoke(tmp_path):
     out = tmp_path / 'out'
     r = run([str(out), '--smoke'], tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert {'env.txt', 'tests.txt', 'bench_mlm.json', 'bench_mlm.txt', 'summary.txt'} <= {p.name for p in out.iterdir()}
+    assert {'env.txt', 'tests.txt', 'bench_mlm.json', 'bench_mlm.txt', 'bench_stages.json', 'bench_stages.md', 'summary.txt'} <= {p.name for p in out.iterdir()}
     assert ' passed' in (out / 'tests.txt').read_text() and ' failed' not in (out / 'tests.txt').read_text()
     row = json.loads((out / 'bench_mlm.json').read_text())['results'][0]
     assert row['pd_nb']['tokens_per_s'] > 0 and row['hf']['tokens_per_s'] > 0 and row['hf']['accum'] == 1

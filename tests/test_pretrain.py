@@ -128,13 +128,21 @@ def test_milestones_and_compact_resume_state_continue_a_run_elsewhere(tmp_path):
     logs = [json.loads(l) for l in (tmp_path / 'c' / 'run' / 'log.jsonl').read_text().splitlines()]
     assert logs[0]['step'] == 0 and logs[-1]['step'] == 14                      # the metrics log carried over
 
-def test_dropout_option_reaches_the_model(tmp_path):
-    "PretrainConfig.dropout is the student's hidden and attention dropout: read back from the written HF config."
-    pretrain(pretrain_config('test', max_steps=1, dropout=0.0), tmp_path / 'off', progress=False)
-    pretrain(pretrain_config('test', max_steps=1), tmp_path / 'on', progress=False)
-    off, on = (json.loads((tmp_path / d / 'config.json').read_text()) for d in ('off', 'on'))
-    assert off['hidden_dropout_prob'] == off['attention_probs_dropout_prob'] == 0.0
-    assert on['hidden_dropout_prob'] == on['attention_probs_dropout_prob'] == 0.1
+def test_dropout_option_reaches_the_model_but_the_saved_config_states_berts(tmp_path):
+    """PretrainConfig.dropout is the student's dropout while it pre-trains; the written HF config states BERT's 0.1 either
+    way (fine-tuning reads dropout from the checkpoint), and the manifest keeps the pre-training value."""
+    seen = {}
+    class Probe:
+        order = 0
+        def __init__(self, name): self.name = name
+        def before_fit(self, learn): seen[self.name] = sorted({m.p for m in learn.model.modules() if isinstance(m, torch.nn.Dropout)})
+    pretrain(pretrain_config('test', max_steps=1, dropout=0.0, milestones=(1024,)), tmp_path / 'off', progress=False, cbs=[Probe('off')])
+    pretrain(pretrain_config('test', max_steps=1), tmp_path / 'on', progress=False, cbs=[Probe('on')])
+    assert seen == {'off': [0.0], 'on': [0.1]}
+    for f in (tmp_path / 'off' / 'config.json', tmp_path / 'on' / 'config.json', tmp_path / 'off' / 'milestones' / 'tokens_0000001024' / 'config.json'):
+        c = json.loads(f.read_text())
+        assert c['hidden_dropout_prob'] == c['attention_probs_dropout_prob'] == 0.1, f
+    assert json.loads((tmp_path / 'off' / 'manifest.json').read_text())['config']['dropout'] == 0.0
 
 def test_exact_masking_picks_the_same_count_in_every_full_row():
     g = torch.Generator().manual_seed(3)
