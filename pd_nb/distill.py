@@ -15,7 +15,7 @@ from .core import BertConfig, student_config, set_seed, load_json, per_process_b
 from .data import DataError, TaskSpec, get_task, eval_split
 from .bert import BertForSequenceClassification, init_bert_weights, count_params
 from .hub import from_hf, resolve_hf_dir
-from .learner import Learner, DataLoaders, CheckpointCB, read_log
+from .learner import Learner, DataLoaders, CheckpointCB, main_process_first, read_log
 from .finetune import (save_stage, TokenizedExamples, tokenize_examples, classification_loader, evaluate_classifier, BestModelCB,
                             task_metrics, as_examples, check_label_names, checkpoint_label_names,
                             classifier_tokenizer, example_columns)
@@ -277,7 +277,7 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
             raise ValueError("with a teacher model, D_T must be text (the teacher tokenizes it itself), not TokenizedExamples")
         _, t_tok = load_teacher(teacher, None if own_labels else spec, teacher_tokenizer)
         if not same_vocab(tok, t_tok): raise ValueError(_vocab_msg(tok, t_tok))
-        probs = label_transfer_set(teacher, transfer, t_tok, cfg.max_len, task=None if own_labels else spec)
+        probs = main_process_first(lambda: label_transfer_set(teacher, transfer, t_tok, cfg.max_len, task=None if own_labels else spec))
         source = str(teacher) if isinstance(teacher, (str, Path)) else type(teacher).__name__
     if t_tok is not None and not same_vocab(tok, t_tok): raise ValueError(_vocab_msg(tok, t_tok))
     if len(tok) > student.cfg.vocab_size: raise ValueError(f"the tokenizer has {len(tok)} tokens, the student only {student.cfg.vocab_size} embeddings")

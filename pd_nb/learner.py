@@ -21,9 +21,9 @@ from .core import atomic_path, get_device, load_json, save_json, set_seed, write
 __all__ = ['forward_keys', 'model_inputs', 'model_loss', 'to_device', 'param_groups', 'adamw', 'warmup_linear',
            'ResumableSampler', 'DataLoaders', 'resumable_loader', 'get_rng_state', 'set_rng_state',
            'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback',
-           'run_cbs', 'with_cbs', 'init_distributed', 'patch_to', 'reuse_freed_memory', 'Learner', 'count_items',
-           'accuracy', 'EvalCB', 'ProgressCB', 'read_log', 'plot_log', 'latest_checkpoint', 'CheckpointCB',
-           'TimeLimitCB', 'stop_on_signals', 'stop_requested']
+           'run_cbs', 'with_cbs', 'init_distributed', 'main_process_first', 'patch_to', 'reuse_freed_memory', 'Learner',
+           'count_items', 'accuracy', 'EvalCB', 'ProgressCB', 'read_log', 'plot_log', 'latest_checkpoint',
+           'CheckpointCB', 'TimeLimitCB', 'stop_on_signals', 'stop_requested']
 
 # %% ../nbs/04_learner.ipynb #2d63c82f
 def forward_keys(model: nn.Module) -> set[str] | None:
@@ -167,6 +167,15 @@ def init_distributed(device=None) -> tuple[int, int, torch.device]:
         dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0))); torch.cuda.set_device(dev)
     if not dist.is_initialized(): dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
     return dist.get_rank(), dist.get_world_size(), dev
+
+def main_process_first(fn: Callable, device=None):
+    """`fn()` on rank 0 first and then, after a barrier, on the other ranks, which find what it cached (the packed D_LM,
+    the teacher's soft labels) instead of building it at once on every rank and every rank on `cuda:0`. One process: `fn()`."""
+    if int(os.environ.get('WORLD_SIZE', 1)) == 1 and not dist.is_initialized(): return fn()
+    rank, _, _ = init_distributed(device)
+    out = fn() if rank == 0 else None
+    dist.barrier()
+    return out if rank == 0 else fn()
 
 # %% ../nbs/04_learner.ipynb #1ba9f9da
 def patch_to(cls):

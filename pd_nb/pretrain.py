@@ -15,7 +15,7 @@ from .core import (student_config, set_seed, save_json, write_manifest, per_proc
 from .data import get_tokenizer, build_lm_memmap, lm_memmap_info
 from .bert import BertForMaskedLM, count_params
 from .hub import save_hf
-from .learner import Learner, DataLoaders, Callback, CheckpointCB, TimeLimitCB, read_log, latest_checkpoint
+from .learner import Learner, DataLoaders, Callback, CheckpointCB, TimeLimitCB, main_process_first, read_log, latest_checkpoint
 
 # %% auto #0
 __all__ = ['PRETRAIN_PRESETS', 'RELEASED_DROPOUT', 'mask_tokens', 'MLMMaskCB', 'RowBatch', 'Rows', 'rows_batch',
@@ -274,7 +274,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
     if not resume and any((out / 'run' / 'checkpoints').glob('step_*')):
         raise FileExistsError(f"{out} holds checkpoints of an earlier run: pass resume=True (--resume) to continue it, or choose another output folder")
     tok = get_tokenizer()
-    mm = build_lm_memmap(list(cfg.corpus), tok, cfg.seq_len, cfg.max_tokens, data_dir=data_dir)
+    mm = main_process_first(lambda: build_lm_memmap(list(cfg.corpus), tok, cfg.seq_len, cfg.max_tokens, data_dir=data_dir))
     if len(mm) <= cfg.valid_rows:
         raise ValueError(f"D_LM {list(cfg.corpus)} packs into only {len(mm)} rows of {cfg.seq_len}; need more than valid_rows={cfg.valid_rows}")
     train_rows, valid_rows = mm[:-cfg.valid_rows], mm[-cfg.valid_rows:]

@@ -11,6 +11,7 @@ import numpy as np
 import torch.nn as nn
 from .core import student_config, repo_root, results_dir, save_json, load_json, write_manifest
 from .data import get_task, load_transfer
+from .learner import main_process_first
 from .finetune import FinetuneConfig, finetune, classifier_tokenizer
 from .teacher import label_transfer_set
 from .distill import DistillConfig, init_student, distill
@@ -195,7 +196,7 @@ def run_recipe(name: str | Recipe, cfg: RecipeConfig | None = None, *, train=Non
                                                 progress=progress, cbs=cbs)
         else:
             dt = transfer if transfer is not None else transfer_set(cfg)
-            probs, info = label_transfer_set(teacher, dt, task=spec, max_len=ds_cfg.max_len, return_info=True)
+            probs, info = main_process_first(lambda: label_transfer_set(teacher, dt, task=spec, max_len=ds_cfg.max_len, return_info=True))
             soft = {k: info.get(k) for k in ('status', 'path', 'n', 'seconds')}
             stages['distill'] = res = distill(student, probs, dt, spec, ds_cfg, out, dev=dev, data_dir=cfg.data_dir,
                                               teacher_tokenizer=classifier_tokenizer(Path(teacher)), progress=progress, cbs=cbs)
