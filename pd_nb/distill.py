@@ -298,7 +298,8 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
         dv = as_examples(dev, spec, dev_split, tok, cfg.max_len, cfg.max_dev, cfg.seed, data_dir)
     if out is not None and not resume: shutil.rmtree(out / 'run', ignore_errors=True)
     set_seed(cfg.seed)
-    dls = DataLoaders(classification_loader(tr, per_process_batch(cfg.batch_size), True, cfg.seed, cfg.chunk_batches),
+    dls = DataLoaders(classification_loader(tr, per_process_batch(cfg.batch_size), True, cfg.seed, cfg.chunk_batches,
+                                            pad_to_multiple=16 if torch.cuda.is_available() else None),   # tensor-core shapes on a GPU
                       classification_loader(dv, cfg.eval_batch_size, shuffle=False))
     best = BestModelCB(spec.metric, task_metrics(spec), cfg.eval_every)
     config = {'task': spec.name, 'init': getattr(student, 'init', None), 'teacher': source, 'student': [student.cfg.n_layers, student.cfg.hidden], **asdict(cfg)}

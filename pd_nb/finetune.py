@@ -284,14 +284,14 @@ def predict_logits(model: nn.Module, data: TokenizedExamples, batch_size: int = 
         from tqdm.auto import tqdm
         batches = tqdm(batches, desc='predict', unit='batch')
     try:
-        for idx in batches:
-            batch = to_device(collate_examples(data, idx, with_fields=False), device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):   # one region: weights cast to bf16 once
+            for idx in batches:
+                batch = to_device(collate_examples(data, idx, with_fields=False), device)
                 logits = model(**model_inputs(batch, keys)).logits
-            if out is None: out = np.empty((len(data), logits.shape[-1]), np.float32)
-            out[idx] = logits.float().cpu().numpy()
+                if out is None: out = torch.empty((len(data), logits.shape[-1]), dtype=torch.float32, device=device)
+                out[torch.as_tensor(idx).to(device, non_blocking=True)] = logits.float()   # stays on the device: no sync per batch
     finally: model.train(was_training)
-    return out
+    return out.cpu().numpy() if out is not None else np.empty((0, 0), np.float32)
 
 def evaluate_classifier(model: nn.Module, data: TokenizedExamples, task: str | TaskSpec | None = None,
                         batch_size: int = 256, device=None, precision: str = 'auto') -> dict:
@@ -584,7 +584,8 @@ def finetune(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = No
     dev_split = cfg.dev_split or eval_split(spec)
     tr = as_examples(train, spec, cfg.train_split, tok, cfg.max_len, cfg.max_train, cfg.seed, data_dir)
     dv = as_examples(dev, spec, dev_split, tok, cfg.max_len, cfg.max_dev, cfg.seed, data_dir)
-    dls = DataLoaders(classification_loader(tr, per_process_batch(cfg.batch_size, cfg.grad_accum), True, cfg.seed, cfg.chunk_batches),
+    dls = DataLoaders(classification_loader(tr, per_process_batch(cfg.batch_size, cfg.grad_accum), True, cfg.seed, cfg.chunk_batches,
+                                            pad_to_multiple=16 if torch.cuda.is_available() else None),   # tensor-core shapes on a GPU
                       classification_loader(dv, cfg.eval_batch_size, shuffle=False))
     best = BestModelCB(spec.metric, task_metrics(spec), cfg.eval_every)
     config = {'task': spec.name, 'source': source, **asdict(cfg)}

@@ -167,7 +167,7 @@ def _write_soft_labels(path: Path, probs: np.ndarray, meta: dict) -> None:
     save_json({**meta, 'sha256': sha}, path.with_suffix('.json'))
 
 # %% ../nbs/07_teacher.ipynb #ac9e385e
-def label_transfer_set(teacher, transfer, tokenizer=None, max_len: int = 128, batch_size: int = 256,
+def label_transfer_set(teacher, transfer, tokenizer=None, max_len: int = 128, batch_size: int | None = None,
                        cache: bool | str | Path = True, dtype: str = 'float32', task: str | TaskSpec | None = None,
                        device=None, precision: str = 'auto', progress: bool = False, return_info: bool = False):
     """The teacher's class probabilities P_Ω(y|x) for every example of the transfer set D_T.
@@ -177,7 +177,7 @@ def label_transfer_set(teacher, transfer, tokenizer=None, max_len: int = 128, ba
         transfer: D_T: a `datasets.Dataset` (`text_a`, optional `text_b`), a list of texts or of (text_a, text_b) pairs.
         tokenizer: the teacher's tokenizer (default its folder's own, else BERT's uncased vocabulary).
         max_len: the longest encoding (special tokens included).
-        batch_size: examples per inference batch.
+        batch_size: examples per inference batch (default 1024 on a GPU, where big batches keep it busy; else 256).
         cache: True: `cache_dir()/soft_labels/<key>.npy`; a path: that file (rebuilt when it is for
             another key); False: no cache.
         dtype: 'float32' or 'float16' for the returned (and stored) probabilities.
@@ -197,6 +197,7 @@ def label_transfer_set(teacher, transfer, tokenizer=None, max_len: int = 128, ba
     model, tok = load_teacher(teacher, task, tokenizer)
     a, b, _, _ = example_columns(transfer)
     device = get_device(device)
+    batch_size = batch_size or (1024 if device.type == 'cuda' else 256)
     if precision == 'auto': precision = 'bf16' if device.type == 'cuda' else 'fp32'
     names = checkpoint_label_names(model)
     n_labels = model.cfg.n_labels if hasattr(model, 'cfg') else model.config.num_labels
