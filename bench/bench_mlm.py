@@ -81,7 +81,8 @@ def run_one(kind: str, size: str, precision: str, batch: int, steps: int, warmup
     if kind.startswith('pd_nb'):
         from pd_nb.bert import BertForMaskedLM
         from pd_nb.learner import Learner, DataLoaders, Callback
-        from pd_nb.pretrain import MLMMaskCB, Rows, rows_batch
+        from pd_nb.pretrain import MLMMaskCB
+        from pd_nb.data import Rows, rows_batch
         class StepTimer(Callback):
             order = 100
             def before_fit(self, learn): sync(); self.t = time.perf_counter()

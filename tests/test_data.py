@@ -11,7 +11,7 @@ import torch
 from pd_nb.core import sample_dir, minilm_dir
 from pd_nb.data import (DataError, TASKS, get_task, get_tokenizer, read_file, read_hf, load_task, load_transfer,
                         split_sentences, clean_review, encode, build_lm_memmap, lm_memmap_info, open_lm_memmap,
-                        lm_sources, LMBlocks, iter_documents, tokenizer_fingerprint)
+                        lm_sources, Rows, iter_documents, tokenizer_fingerprint)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -271,8 +271,8 @@ def test_packing_rows_and_round_trip(tok, tmp_path, cache):
     norm = lambda s: tok.decode(tok(s, add_special_tokens=False)['input_ids'])
     assert got[:3] == [norm(d) for d in DOCS[:3]] and got[0] == 'the first document. it has two lines, and a few words.'
     assert len(got) in (3, 4) and (len(got) == 3 or norm(DOCS[3]).startswith(got[3]))
-    blocks = LMBlocks(mm)
-    assert len(blocks) == len(want) and blocks[1].dtype == torch.long and torch.equal(blocks[1], torch.tensor(want[1]))
+    blocks = Rows(mm)
+    assert len(blocks) == len(want) and blocks[1]['input_ids'].dtype == torch.long and torch.equal(blocks[1]['input_ids'], torch.tensor(want[1]))
 
 
 def test_packing_cache_hit_and_rebuild(tok, tmp_path, cache):
@@ -326,8 +326,8 @@ def test_packing_sample_sources(tok, cache):
 def test_module_imports_without_datasets(tmp_path):
     "The GPU image has torch + transformers but not `datasets`: pd_nb.data must import and pack without it."
     code = ("import sys; sys.modules['datasets'] = None\n"
-            "import numpy as np; from pd_nb.data import build_lm_memmap, LMBlocks\n"
-            f"mm = build_lm_memmap({str(tmp_path / 'd.txt')!r}, seq_len=8); print(len(LMBlocks(mm)))")
+            "import numpy as np; from pd_nb.data import build_lm_memmap, Rows\n"
+            f"mm = build_lm_memmap({str(tmp_path / 'd.txt')!r}, seq_len=8); print(len(Rows(mm)))")
     _w(tmp_path / 'd.txt', '\n\n'.join(DOCS))
     env = {**os.environ, 'PD_NB_CACHE': str(tmp_path / 'cache')}
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)

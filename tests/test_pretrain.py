@@ -186,7 +186,7 @@ def test_rows_batch_reads_the_same_rows_as_row_by_row():
     "One fancy index per batch (`__getitems__`) gives the rows the sampler chose, with `rows_batch` and with the default collate."
     import numpy as np, torch
     from torch.utils.data import DataLoader
-    from pd_nb.pretrain import Rows, rows_batch
+    from pd_nb.data import Rows, rows_batch
     a = np.random.default_rng(0).integers(0, 30522, (100, 16)).astype(np.uint16)
     class PerRow(Rows): __getitems__ = None
     got = []
