@@ -92,17 +92,22 @@ def iter_lines(path) -> Iterator[tuple[int, str]]:
     """Yield `(line_number, text)` of a UTF-8 text file (`.xz` decompressed), without line ends.
 
     Raises:
-        DataError: a line that is not valid UTF-8 (with its line number and byte column).
+        DataError: a line that is not valid UTF-8 (with its line number and byte column), or a compressed file
+            that ends early or is damaged (never read as if complete).
     """
-    path = _check_file(path)
+    path = _check_file(path); n = 0
     with _open_binary(path) as f:
-        for n, raw in enumerate(f, 1):
-            try: line = raw.decode('utf-8')
-            except UnicodeDecodeError as e:
-                raise DataError(f"{path}, line {n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                                "expected UTF-8 text: re-encode the file") from None
-            if n == 1 and line.startswith('\ufeff'): line = line[1:]
-            yield n, line.rstrip('\r\n')
+        try:
+            for n, raw in enumerate(f, 1):
+                try: line = raw.decode('utf-8')
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path}, line {n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                                    "expected UTF-8 text: re-encode the file") from None
+                if n == 1 and line.startswith('\ufeff'): line = line[1:]
+                yield n, line.rstrip('\r\n')
+        except (EOFError, lzma.LZMAError) as e:
+            raise DataError(f"{path}: the compressed data ends early or is damaged after line {n} ({e}); "
+                            "expected a complete .xz file: copy or download it again") from None
 
 # %% ../nbs/01_data.ipynb #a023c876
 def iter_tsv(path, header: Sequence[str] | None = None, required: Sequence[str] = ()) -> Iterator[tuple[str, dict]]:

@@ -123,15 +123,28 @@ def hf_key_map(model: nn.Module) -> dict[str, str]:
 def read_hf_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
     "All tensors of a checkpoint folder: `model.safetensors` (or its shards), else `pytorch_model.bin` (or its shards)."
     from safetensors.torch import load_file
+    import pickle
+    def safetensors(f):
+        try: return load_file(f)
+        except Exception as e:
+            raise HFLoadError(f"{f}: not a readable safetensors file ({type(e).__name__}: {str(e)[:120]}): damaged, cut short "
+                              "or of another format; save or download the checkpoint again") from None
+    def pickled(f):
+        try: return torch.load(f, map_location='cpu', weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise HFLoadError(f"{f}: refused: unpickling it would run code it carries (only plain tensors are loaded from "
+                              "PyTorch pickles); convert the checkpoint to model.safetensors") from None
+        except Exception as e:
+            raise HFLoadError(f"{f}: not a readable PyTorch weights file ({type(e).__name__}: {str(e)[:120]}): damaged or cut short; "
+                              "save or download the checkpoint again") from None
     folder = Path(folder)
-    if (folder / 'model.safetensors').exists(): return load_file(folder / 'model.safetensors')
-    for index, load in (('model.safetensors.index.json', load_file),
-                        ('pytorch_model.bin.index.json', lambda f: torch.load(f, map_location='cpu', weights_only=True))):
+    if (folder / 'model.safetensors').exists(): return safetensors(folder / 'model.safetensors')
+    for index, load in (('model.safetensors.index.json', safetensors), ('pytorch_model.bin.index.json', pickled)):
         if (folder / index).exists():
             sd = {}
             for shard in sorted(set(load_json(folder / index)['weight_map'].values())): sd.update(load(folder / shard))
             return sd
-    if (folder / 'pytorch_model.bin').exists(): return torch.load(folder / 'pytorch_model.bin', map_location='cpu', weights_only=True)
+    if (folder / 'pytorch_model.bin').exists(): return pickled(folder / 'pytorch_model.bin')
     found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     raise FileNotFoundError(f"{folder}: no PyTorch weights (model.safetensors or pytorch_model.bin); found {found}")
 

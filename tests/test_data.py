@@ -333,3 +333,15 @@ def test_module_imports_without_datasets(tmp_path):
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert int(r.stdout.strip().splitlines()[-1]) > 0
+
+
+def test_truncated_xz_is_refused_naming_the_file(tmp_path):
+    "A compressed file cut short is never read as if complete: DataError naming the file."
+    import lzma
+    from pd_nb.data import DataError, load_transfer, iter_jsonl
+    data = b''.join(b'{"text": "sentence number %d is fine"}\n' % i for i in range(5000))
+    c = lzma.compress(data)
+    (tmp_path / 'ok.jsonl.xz').write_bytes(c); (tmp_path / 'cut.jsonl.xz').write_bytes(c[:len(c) // 2])
+    assert len(list(iter_jsonl(tmp_path / 'ok.jsonl.xz'))) == 5000
+    with pytest.raises(DataError, match=r'cut\.jsonl\.xz: the compressed data ends early'):
+        load_transfer(tmp_path / 'cut.jsonl.xz')

@@ -239,3 +239,20 @@ def test_predict_file_refuses_folder_without_classifier(tmp_path, small):
     with pytest.raises(ValueError, match='only the encoder'):
         predict_file(minilm_dir(), tmp_path / 'in.txt', tmp_path / 'out.jsonl')
     assert not (tmp_path / 'out.jsonl').exists()
+
+
+def test_damaged_or_pickled_weights_are_refused_in_one_line(tmp_path, small):
+    "A cut or foreign weight file, and a pickle that would run code, each get HFLoadError naming the file (nothing runs)."
+    import os
+    d = save_hf(BertForMaskedLM(small), tmp_path / 'ok', tokenizer=False)
+    good = (d / 'model.safetensors').read_bytes()
+    for name, content in (('cut', good[:len(good) // 3]), ('empty', b''), ('text', b'not weights at all')):
+        bad = tmp_path / name; bad.mkdir(); (bad / 'config.json').write_text((d / 'config.json').read_text())
+        (bad / 'model.safetensors').write_bytes(content)
+        with pytest.raises(HFLoadError, match=rf'{name}/model\.safetensors: not a readable safetensors file'): from_hf(bad)
+    class Evil:
+        def __reduce__(self): return (os.system, (f'touch {tmp_path / "PWNED"}',))
+    p = tmp_path / 'pickled'; p.mkdir(); (p / 'config.json').write_text((d / 'config.json').read_text())
+    torch.save({'x': Evil()}, p / 'pytorch_model.bin')
+    with pytest.raises(HFLoadError, match=r'pytorch_model\.bin: refused: unpickling it would run code'): from_hf(p)
+    assert not (tmp_path / 'PWNED').exists()
