@@ -4,12 +4,12 @@
 
 # %% ../nbs/03_hub.ipynb #29fb9261
 from __future__ import annotations
-import json, re, warnings
+import difflib, json, re, warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 import torch
 import torch.nn as nn
-from .core import BertConfig, student_config, minilm_dir, load_json, atomic_path, get_device
+from .core import BertConfig, NAMED_SIZES, student_config, minilm_dir, load_json, atomic_path, get_device
 from .data import get_tokenizer, DataError, file_format, iter_tsv, iter_jsonl, iter_text_lines, find_text_fields
 from .bert import BertModel, BertForMaskedLM, BertForSequenceClassification
 
@@ -42,6 +42,10 @@ def resolve_hf_dir(name_or_dir: str | Path) -> Path:
     if p.exists(): raise NotADirectoryError(f"{p} is a file; expected a checkpoint folder (config.json + weights) or a hub id")
     if s.startswith(('/', '.', '~')) or s.count('/') > 1 or '\\' in s:    # a path, not an 'org/name' hub id
         raise FileNotFoundError(f"{s}: no such checkpoint folder")
+    near = difflib.get_close_matches(s.lower(), [*NAMED_SIZES, *_OFFLINE_ALIASES[:1]], n=1, cutoff=0.75)
+    if near and '/' not in s:                                       # a typo of a size or 'minilm', not a hub id
+        raise ValueError(f"{s!r} is neither a checkpoint folder nor a known name: did you mean {near[0]!r}? "
+                         f"(sizes: {', '.join(NAMED_SIZES)} or 'L/H'; 'minilm' for the packaged MiniLM)")
     try:
         from huggingface_hub import snapshot_download
         return Path(snapshot_download(s, allow_patterns=_HUB_FILES))

@@ -256,3 +256,12 @@ def test_damaged_or_pickled_weights_are_refused_in_one_line(tmp_path, small):
     torch.save({'x': Evil()}, p / 'pytorch_model.bin')
     with pytest.raises(HFLoadError, match=r'pytorch_model\.bin: refused: unpickling it would run code'): from_hf(p)
     assert not (tmp_path / 'PWNED').exists()
+
+
+@pytest.mark.parametrize('typo,want', [('tinny', 'tiny'), ('Mini1', 'mini'), ('mnilm', 'minilm'), ('baes', 'base')])
+def test_misspelt_names_suggest_the_closest(typo, want):
+    "A misspelt size or 'minilm' is reported as such, with the closest valid name (no hub download attempted)."
+    with pytest.raises(ValueError, match=rf"did you mean '{want}'"): resolve_hf_dir(typo)
+
+def test_hub_ids_are_not_mistaken_for_typos():
+    with pytest.raises(OSError, match='downloading it from the Hugging Face hub failed'): resolve_hf_dir('bert-base-uncased')
