@@ -115,7 +115,7 @@ def init_student(init: str | Path, size=None, n_labels: int | None = None, label
         model = from_hf(src, 'sequence_classification', n_labels=n, label_names=names, n_layers=L)
         _check_width(model.cfg, None, H, f"checkpoint {src}")
     elif kind == 'embeddings':
-        source = from_hf(src, 'base')
+        source = from_hf(src, 'encoder')
         _check_width(source.cfg, None, H, f"checkpoint {src}")
         cfg = student_config(size, strict_grid=False, n_labels=n, **{'vocab_size': source.cfg.vocab_size, **cfg_overrides})
         model = BertForSequenceClassification(cfg)

@@ -14,7 +14,7 @@ from .data import get_tokenizer, DataError, file_format, iter_tsv, iter_jsonl, i
 from .bert import BertModel, BertForMaskedLM, BertForSequenceClassification
 
 # %% auto #0
-__all__ = ['TASKS', 'released_student_id', 'resolve_hf_dir', 'to_hf_config', 'from_hf_config', 'hf_key_map', 'read_hf_state_dict',
+__all__ = ['HEADS', 'released_student_id', 'resolve_hf_dir', 'to_hf_config', 'from_hf_config', 'hf_key_map', 'read_hf_state_dict',
            'normalize_hf_keys', 'HFLoadError', 'LoadReport', 'load_hf_state_dict', 'from_hf', 'to_hf_state_dict',
            'save_hf', 'read_examples', 'predict_probs', 'checkpoint_heads', 'predict_file']
 
@@ -221,15 +221,16 @@ def load_hf_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], allow_new:
     return report
 
 # %% ../nbs/03_hub.ipynb #6758c84b
-TASKS = {'base': BertModel, 'masked_lm': BertForMaskedLM, 'sequence_classification': BertForSequenceClassification}
-_HEAD_PREFIX = {'base': (), 'masked_lm': ('cls.predictions.',), 'sequence_classification': ('classifier.',)}
+HEADS = {'encoder': BertModel, 'masked_lm': BertForMaskedLM, 'sequence_classification': BertForSequenceClassification}
+_HEAD_PREFIX = {'encoder': (), 'masked_lm': ('cls.predictions.',), 'sequence_classification': ('classifier.',)}
 
-def from_hf(name_or_dir: str | Path, task: str = 'masked_lm', *, n_labels: int | None = None, label_names: list[str] | None = None,
+def from_hf(name_or_dir: str | Path, head: str = 'masked_lm', *, n_labels: int | None = None, label_names: list[str] | None = None,
             n_layers: int | None = None, new_head_ok: bool = True) -> nn.Module:
-    """Our model for `task`, with the weights of a Hugging Face BERT checkpoint (folder, hub id or 'minilm').
+    """Our model with `head`, with the weights of a Hugging Face BERT checkpoint (folder, hub id or 'minilm').
 
     Args:
-        task: 'base' (`BertModel`), 'masked_lm' or 'sequence_classification'.
+        head: 'encoder' (the bare `BertModel`), 'masked_lm' or 'sequence_classification' (`HEADS`). Not a task
+            (`pd_nb.data.TASKS`) and not a size: 'base' is accepted for 'encoder' with a warning.
         n_labels: classes of a new classification head (default: the checkpoint's config).
         label_names: class names, index = class id (sets `n_labels`); default: the checkpoint's `id2label`.
         n_layers: keep only the bottom `n_layers` layers (truncated initialisation).
@@ -238,7 +239,11 @@ def from_hf(name_or_dir: str | Path, task: str = 'masked_lm', *, n_labels: int |
     Returns:
         The model (train mode, fp32) with `.label_names` and `.hf_load_report` (a `LoadReport`) set.
     """
-    if task not in TASKS: raise ValueError(f"task={task!r}: expected one of {list(TASKS)}")
+    if head == 'base':
+        warnings.warn("from_hf(..., 'base') is now from_hf(..., 'encoder') ('base' is also a student size)", DeprecationWarning, stacklevel=2)
+        head = 'encoder'
+    if head not in HEADS: raise ValueError(f"head={head!r}: expected one of {list(HEADS)}")
+    task = head
     folder = resolve_hf_dir(name_or_dir)
     if not (folder / 'config.json').exists(): raise FileNotFoundError(f"{folder}: no config.json, so not a Hugging Face checkpoint folder")
     cfg, names = from_hf_config(folder / 'config.json')
@@ -251,7 +256,7 @@ def from_hf(name_or_dir: str | Path, task: str = 'masked_lm', *, n_labels: int |
         if not 1 <= n_layers <= cfg.n_layers: raise ValueError(f"n_layers={n_layers}: the checkpoint has {cfg.n_layers} layers")
         ignore = tuple(f'bert.encoder.layer.{i}.' for i in range(n_layers, cfg.n_layers))
         cfg = replace(cfg, n_layers=n_layers)
-    model = TASKS[task](cfg)
+    model = HEADS[task](cfg)
     allow = ('bert.pooler.',) + (_HEAD_PREFIX[task] if new_head_ok else ())
     model.hf_load_report = load_hf_state_dict(model, read_hf_state_dict(folder), allow, ignore, source=str(name_or_dir))
     model.label_names = names if task == 'sequence_classification' else None

@@ -109,7 +109,7 @@ def test_init_random():
     assert init_student('random', 'tiny', n_labels=3).cfg.n_labels == 3
 
 def test_init_pretrained(deep_dir, tmp_path):
-    src = from_hf(deep_dir, 'base')
+    src = from_hf(deep_dir, 'encoder')
     m = init_student(deep_dir, (4, 64), label_names=NAMES)
     assert all(_same(v, src.state_dict()[k[5:]]) for k, v in m.state_dict().items() if k.startswith('bert.') and not k.startswith('bert.pooler'))
     assert m.cfg.n_labels == 2 and m.label_names == NAMES
@@ -117,7 +117,7 @@ def test_init_pretrained(deep_dir, tmp_path):
     with pytest.raises(ValueError, match='H=64'): init_student(deep_dir, (4, 128))
 
 def test_init_truncated(deep_dir):
-    src = from_hf(deep_dir, 'base')
+    src = from_hf(deep_dir, 'encoder')
     m = init_student(f'truncated:{deep_dir}', (2, 64), label_names=NAMES)
     assert m.cfg.n_layers == 2
     for i in range(2):
@@ -129,7 +129,7 @@ def test_init_truncated(deep_dir):
     with pytest.raises(ValueError, match='name the checkpoint'): init_student('truncated:', (2, 64))
 
 def test_init_embeddings(deep_dir):
-    src = from_hf(deep_dir, 'base')
+    src = from_hf(deep_dir, 'encoder')
     m = init_student(f'embeddings:{deep_dir}', (2, 64), label_names=NAMES, **SMALL)
     assert _same(m.bert.embeddings.word.weight, src.embeddings.word.weight)
     assert not _same(m.bert.embeddings.position.weight, src.embeddings.position.weight)

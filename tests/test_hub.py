@@ -68,7 +68,7 @@ def test_saved_folders_load_in_hf_unchanged_and_round_trip_bit_exact(tmp_path, s
     ids, am, tt, _ = batch(small.vocab_size)
     for cls, auto, task in ((BertForMaskedLM, transformers.AutoModelForMaskedLM, 'masked_lm'),
                             (BertForSequenceClassification, transformers.AutoModelForSequenceClassification, 'sequence_classification'),
-                            (BertModel, transformers.AutoModel, 'base')):
+                            (BertModel, transformers.AutoModel, 'encoder')):
         ours = cls(small).eval()
         d = save_hf(ours, tmp_path / task, label_names=['a', 'b', 'c'] if task == 'sequence_classification' else None)
         assert {'config.json', 'model.safetensors', 'tokenizer.json'} <= {p.name for p in d.iterdir()}
@@ -81,7 +81,7 @@ def test_saved_folders_load_in_hf_unchanged_and_round_trip_bit_exact(tmp_path, s
         with torch.no_grad():
             o = ours(ids, am, tt)
             h = hf.eval()(input_ids=ids, attention_mask=am, token_type_ids=tt)
-        if task == 'base': assert (o.last_hidden_state - h.last_hidden_state)[am.bool()].abs().max() <= 1e-5
+        if task == 'encoder': assert (o.last_hidden_state - h.last_hidden_state)[am.bool()].abs().max() <= 1e-5
         elif task == 'masked_lm': assert (o.logits - h.logits)[am.bool()].abs().max() <= 1e-5
         else:
             assert (o.logits - h.logits).abs().max() <= 1e-5
@@ -92,7 +92,7 @@ def test_saved_folders_load_in_hf_unchanged_and_round_trip_bit_exact(tmp_path, s
 def test_minilm_hidden_states_match_hf():
     tok = transformers.AutoTokenizer.from_pretrained(minilm_dir())
     enc = tok(["a small student learns from a teacher .", "hello"], padding=True, return_tensors='pt')
-    ours = from_hf('minilm', 'base').eval()
+    ours = from_hf('minilm', 'encoder').eval()
     assert ours.cfg.n_heads == 12 and ours.cfg.hidden == 384 and ours.hf_load_report.initialised == []
     hf = transformers.AutoModel.from_pretrained(minilm_dir(), attn_implementation='eager').eval()
     with torch.no_grad():
@@ -134,7 +134,7 @@ def test_truncated_initialisation(tmp_path):
     "n_layers keeps the bottom layers: equal to HF loading the same folder into a shallower config."
     cfg = BertConfig(n_layers=4, hidden=64, n_heads=2, vocab_size=300, max_positions=32)
     set_seed(2); transformers.BertModel(to_hf_config(cfg)).save_pretrained(tmp_path)
-    ours = from_hf(tmp_path, 'base', n_layers=2).eval()
+    ours = from_hf(tmp_path, 'encoder', n_layers=2).eval()
     hf = transformers.BertModel.from_pretrained(tmp_path, num_hidden_layers=2, attn_implementation='eager').eval()
     ids = torch.randint(1, 300, (2, 10))
     with torch.no_grad(): assert (ours(ids).last_hidden_state - hf(ids).last_hidden_state).abs().max() <= 1e-5
@@ -172,7 +172,7 @@ def test_resolve_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match='no PyTorch weights'):
         (tmp_path / 'cfgonly').mkdir(); (tmp_path / 'cfgonly' / 'config.json').write_text(to_hf_config(BertConfig()).to_json_string())
         from_hf(tmp_path / 'cfgonly')
-    with pytest.raises(ValueError, match='task='): from_hf('minilm', 'qa')
+    with pytest.raises(ValueError, match='head='): from_hf('minilm', 'qa')
 
 @pytest.fixture(scope='module')
 def clf_dir(tmp_path_factory, small):
@@ -265,3 +265,11 @@ def test_misspelt_names_suggest_the_closest(typo, want):
 
 def test_hub_ids_are_not_mistaken_for_typos():
     with pytest.raises(OSError, match='downloading it from the Hugging Face hub failed'): resolve_hf_dir('bert-base-uncased')
+
+
+def test_encoder_head_and_the_old_base_name(tmp_path, small):
+    "`from_hf(x, 'encoder')` is the bare encoder; 'base' (also a size name) still works, with a DeprecationWarning."
+    d = save_hf(BertForMaskedLM(small), tmp_path / 'm', tokenizer=False)
+    assert type(from_hf(d, 'encoder')) is BertModel
+    with pytest.warns(DeprecationWarning, match="'encoder'"): assert type(from_hf(d, 'base')) is BertModel
+    with pytest.raises(ValueError, match="head='mlm'"): from_hf(d, 'mlm')
