@@ -160,7 +160,8 @@ class BertForMaskedLM(nn.Module):
         self.mlm.apply(partial(init_bert_weights, std=cfg.init_range))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> BertOutput:
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                max_predictions: int | None = None) -> BertOutput:
         """Masked-LM forward pass.
 
         Args:
@@ -168,10 +169,20 @@ class BertForMaskedLM(nn.Module):
                 positions reach the head and `loss` is their mean cross-entropy. Under `torch.no_grad()`
                 `logits` is [n_masked, V] (rows in row-major order of `labels != -100`); with gradients on,
                 head and loss run fused (`vocab_cross_entropy`) and `logits` is None. When None, `logits` is [B, T, V].
+            max_predictions: a bound k on the masked positions of any row (BERT's `max_predictions_per_seq`; exact-count
+                masking gives round(p·T)). Given, the head gathers k positions per row (`topk`, the masked ones first)
+                and the loss ignores the unmasked among them: the same loss with static shapes and no host sync (a
+                boolean index needs one), what `torch.compile` and CUDA graphs want. `logits` is then [B·k, V].
         """
         h = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
         W = self.bert.embeddings.word.weight
         if labels is None: return BertOutput(self.mlm(h, W), hidden_states=h)
+        if max_predictions is not None:
+            pos = torch.topk((labels != -100).to(h.dtype), max_predictions, dim=1, sorted=False).indices        # [B, k]
+            hk = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1])).flatten(0, 1)                          # [B·k, H]
+            yk = labels.gather(1, pos).flatten()
+            logits = self.mlm(hk, W)
+            return BertOutput(logits, F.cross_entropy(logits.float(), yk, ignore_index=-100), h)
         sel = labels != -100
         if torch.is_grad_enabled():                          # training: the fused, chunked head; no [n, V] matrix is kept
             return BertOutput(None, vocab_cross_entropy(self.mlm.states(h[sel]), W, self.mlm.bias, labels[sel],

@@ -59,17 +59,26 @@ def mask_tokens(input_ids: torch.Tensor, mask_id: int, vocab_size: int, special_
 
 # %% ../nbs/05_pretrain.ipynb #6b2811c2
 class MLMMaskCB(Callback):
-    "Mask each training batch on its device (`mask_tokens`; by default exactly `mlm_prob` of each row) before the forward pass."
+    """Mask each training batch on its device (`mask_tokens`; by default exactly `mlm_prob` of each row) before the forward pass.
+
+    `static`: also pass `max_predictions` (a bound on the masked positions per row) so that the model's head gathers a
+    fixed number of positions per row: static shapes and no host sync per step (see `BertForMaskedLM`). Default: on a
+    GPU with exact masking; on the CPU the fused chunked head (`vocab_cross_entropy`) is faster and leaner."""
     order = -10
-    def __init__(self, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15, exact: bool = True, pad_id: int = 0):
+    def __init__(self, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15, exact: bool = True, pad_id: int = 0,
+                 static: bool | None = None):
         self.mask_id, self.vocab_size, self.special_ids, self.mlm_prob = mask_id, vocab_size, list(special_ids), mlm_prob
-        self.exact, self.pad_id, self.special = exact, pad_id, None
+        self.exact, self.pad_id, self.special, self.static = exact, pad_id, None, static
+        if static and not exact: raise ValueError("MLMMaskCB(static=True) needs exact=True: a coin per position has no bound per row")
     def before_batch(self, learn):
         ids = learn.batch['input_ids']
         if self.special is None or self.special.device != ids.device:      # once per device, not a copy every step
             self.special = torch.tensor(self.special_ids, device=ids.device)
         learn.batch['input_ids'], learn.batch['labels'] = mask_tokens(
             ids, self.mask_id, self.vocab_size, self.special, self.mlm_prob, exact=self.exact, pad_id=self.pad_id)
+        if self.static or (self.static is None and self.exact and ids.is_cuda):
+            learn.batch['max_predictions'] = int(self.mlm_prob * ids.shape[1]) + 1   # >= round(p * T), exact masking's count
+
 
 # %% ../nbs/05_pretrain.ipynb #623691ba
 def masked_eval_set(rows, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15, seed: int = 1234) -> dict:

@@ -203,3 +203,39 @@ def test_cpu_attention_matches_the_fused_kernel_with_padding_and_gradients():
     a = attention(q, k, v, mask); ga = torch.autograd.grad(a.square().sum(), (q, k, v))
     b = F.scaled_dot_product_attention(q, k, v, attn_mask=mask); gb = torch.autograd.grad(b.square().sum(), (q, k, v))
     assert torch.allclose(a, b, atol=1e-5) and all(torch.allclose(x, y, atol=1e-4) for x, y in zip(ga, gb))
+
+
+def _tiny_mlm():
+    from pd_nb.core import BertConfig, set_seed
+    from pd_nb.bert import BertForMaskedLM
+    set_seed(0)
+    return BertForMaskedLM(BertConfig(n_layers=1, hidden=32, n_heads=2, ffn=64, vocab_size=200, max_positions=32, dropout=0.0, attn_dropout=0.0))
+
+def test_static_head_gives_the_same_loss_and_gradients():
+    "`max_predictions` (gather k positions per row, ignore the unmasked) = the boolean-indexed fused head, rows of unequal counts too."
+    m = _tiny_mlm()
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 200, (4, 32), generator=g); labels = torch.full_like(ids, -100)
+    for b in range(4):
+        idx = torch.randperm(32, generator=g)[:5 - (b % 3)]; labels[b, idx] = ids[b, idx]
+    grads = lambda: [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in m.parameters()]
+    a = m(ids, labels=labels); a.loss.backward(); ga = grads(); m.zero_grad()
+    b = m(ids, labels=labels, max_predictions=6); b.loss.backward(); gb = grads()
+    assert b.logits.shape == (4 * 6, 200)
+    assert torch.allclose(a.loss, b.loss, atol=1e-6) and all(torch.allclose(x, y, atol=1e-6) for x, y in zip(ga, gb))
+
+def test_static_head_compiles_to_one_graph_without_breaks():
+    "Under torch.compile the boolean index breaks the graph and recompiles; the static head captures one graph for every step."
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    from pd_nb.pretrain import mask_tokens
+    def run(k):
+        torch._dynamo.reset(); counters.clear()
+        m = _tiny_mlm(); f = torch.compile(m, backend='aot_eager')
+        g = torch.Generator().manual_seed(0)
+        for _ in range(3):
+            x, y = mask_tokens(torch.randint(5, 200, (4, 32), generator=g), 4, 200, [0, 1, 2, 3], generator=g, exact=True)
+            (f(x, labels=y, max_predictions=k) if k else f(x, labels=y)).loss.backward()
+        return counters['stats']['unique_graphs'], sum(counters['graph_break'].values())
+    assert run(None) != (1, 0)                       # the boolean index: graph breaks / several graphs
+    assert run(int(0.15 * 32) + 1) == (1, 0)

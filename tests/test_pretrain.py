@@ -197,3 +197,18 @@ def test_rows_batch_reads_the_same_rows_as_row_by_row():
         got.append(sorted(map(tuple, b.tolist())))
     assert got[0] == got[1] == got[2]
     assert all(np.any((a == np.array(r)).all(1)) for r in got[0])           # real rows of the array
+
+
+def test_mask_cb_static_bound_covers_every_row():
+    "MLMMaskCB(static=True) passes a bound the exact-count masking never exceeds; static needs exact masking."
+    import types
+    from pd_nb.pretrain import MLMMaskCB
+    x = torch.randint(1000, 30000, (16, 128)); x[:, 0], x[:, -1] = tok.cls_token_id, tok.sep_token_id; x[:3, 70:] = tok.pad_token_id
+    learn = types.SimpleNamespace(batch={'input_ids': x})
+    MLMMaskCB(tok.mask_token_id, len(tok), SPECIAL, static=True, pad_id=tok.pad_token_id).before_batch(learn)
+    k = learn.batch['max_predictions']
+    assert k == 20 and ((learn.batch['labels'] != -100).sum(1) <= k).all()
+    learn = types.SimpleNamespace(batch={'input_ids': x})
+    MLMMaskCB(tok.mask_token_id, len(tok), SPECIAL).before_batch(learn)
+    assert 'max_predictions' not in learn.batch                            # CPU default: the fused head
+    with pytest.raises(ValueError, match='exact=True'): MLMMaskCB(tok.mask_token_id, len(tok), SPECIAL, exact=False, static=True)
