@@ -253,6 +253,7 @@ class Learner:
         self.sampler = self.dl.sampler if isinstance(self.dl.sampler, ResumableSampler) else None
         self.step = self.epoch = self.iter = 0
         self.elapsed, self.history, self.stop_signal, self.stopping = 0.0, [], None, False
+        self.pred = self.loss = None
 
     def callback(self, event: str): run_cbs(self.cbs, event, self)
 
@@ -314,6 +315,7 @@ def _one_epoch(self: Learner):
         self._n_seen += count_items(batch)[0]
         self.batch, self.iter = to_device(batch, self.device), self.iter + 1
         self._one_batch()
+        self.pred = self.loss = None        # the batch's outputs (on a GPU up to [B·k, V] logits) do not outlive it
         if self.stopping: raise CancelFitException()
         if self.iter >= self.iters_per_epoch or self.step >= self.total_steps: break
 

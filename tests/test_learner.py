@@ -301,3 +301,15 @@ def test_plot_log_draws_every_logged_validation_metric(tmp_path):
     fig = plot_log(tmp_path)
     labels = {l.get_label() for ax in fig.axes for l in ax.get_lines()}
     assert {'train loss', 'valid_mlm_loss', 'valid_loss', 'valid_mlm_accuracy'} <= labels
+
+
+def test_batch_outputs_do_not_outlive_the_batch():
+    "Callbacks see `pred` and `loss` during the batch; between batches the Learner holds neither (no logits kept into the next forward)."
+    seen = []
+    class Probe:
+        order = 50
+        def after_batch(self, learn): seen.append(learn.pred is not None and learn.loss is not None)
+        def before_batch(self, learn): seen.append(learn.pred is None and learn.loss is None)
+    learn = toy.make_learner(None, bs=16, accum=1)
+    learn.fit(max_steps=3, cbs=[Probe()])
+    assert seen == [True] * 6 and learn.pred is None
