@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 @command('predict', 'label probabilities of a classification model folder (HF format) over an input file')
 def cmd_predict(args):
     """Write the label probabilities of `--model` over `--input` to `--out` (JSONL)."""
-    out = predict_file(args.model, args.input, args.out, batch_size=args.batch_size, max_len=args.max_len, device=args.device)
+    out = predict_file(args.model, args.input, args.out, batch_size=args.batch_size, max_len=args.max_len, device=args.device,
+                       overwrite=args.overwrite)
     print(f"wrote {out}")
 
 def _predict_args(p):
@@ -97,6 +98,7 @@ def _predict_args(p):
     p.add_argument('--batch-size', type=int, default=64)
     p.add_argument('--max-len', type=int, default=128)
     p.add_argument('--device', default=None)
+    p.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
 cmd_predict.add_args = _predict_args
 
 # %% ../nbs/10_cli.ipynb #f3473fe3

@@ -152,6 +152,7 @@ def iter_text_lines(path) -> Iterator[tuple[str, dict]]:
 
 def file_format(path) -> str:
     "'tsv', 'jsonl' or 'txt' from the file name (`.jsonl.xz` is 'jsonl')."
+    if Path(path).is_dir(): raise DataError(f"{path}: is a folder, expected a data file (.tsv, .jsonl, .jsonl.xz or .txt)")
     name = Path(path).name.lower()
     if name.endswith('.xz'): name = name[:-3]
     for ext, fmt in (('.tsv', 'tsv'), ('.jsonl', 'jsonl'), ('.json', 'jsonl'), ('.txt', 'txt')):

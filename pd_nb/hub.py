@@ -361,7 +361,7 @@ def checkpoint_heads(folder: str | Path) -> list[str]:
     return [n for p, n in names.items() if any(k.startswith(p) for k in keys)]
 
 def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | Path, batch_size: int = 64,
-                 max_len: int = 128, device=None) -> Path:
+                 max_len: int = 128, device=None, overwrite: bool = False) -> Path:
     """Classify every example of `input_path` with our BERT on the Hugging Face classifier folder `model_dir`.
 
     Writes JSON Lines to `out_path`, one per example in input order:
@@ -370,12 +370,17 @@ def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | 
     Args:
         model_dir: folder (or hub id) of a BERT sequence classifier with its tokenizer files.
         input_path: `.txt` (a line per example), `.jsonl` or `.tsv` (see `read_examples`).
-        max_len: longer inputs are truncated to this many tokens.
+        max_len: longer inputs are truncated to this many tokens (at most the model's position table).
+        overwrite: replace an existing `out_path` (otherwise an earlier result there is refused, never overwritten).
 
     Raises:
         FileNotFoundError: missing input file, weights or tokenizer.
         ValueError: bad input format, or a checkpoint without a classification head (says what it holds).
     """
+    if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size={batch_size!r}: expected a positive integer")
+    if not isinstance(max_len, int) or max_len < 3: raise ValueError(f"max_len={max_len!r}: expected an integer of at least 3 ([CLS] x [SEP])")
+    if Path(out_path).exists() and not overwrite:
+        raise FileExistsError(f"{out_path}: exists (an earlier result); choose another output file or pass overwrite=True (--overwrite)")
     folder = resolve_hf_dir(model_dir)
     examples = read_examples(input_path)
     heads = checkpoint_heads(folder)
@@ -386,6 +391,7 @@ def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | 
                          f"Fine-tune or distill it on a labelled task first, then predict with the resulting folder.")
     model = from_hf(folder, 'sequence_classification', new_head_ok=False)
     if model.cfg.n_labels < 2: raise ValueError(f"{model_dir}: a regression head (num_labels=1); predict_file writes class probabilities")
+    if max_len > model.cfg.max_positions: raise ValueError(f"max_len={max_len} exceeds the {model.cfg.max_positions} positions of {model_dir}")
     if not any((folder / f).exists() for f in ('tokenizer.json', 'vocab.txt')):
         raise FileNotFoundError(f"{folder}: no tokenizer files (tokenizer.json or vocab.txt); save the model with its tokenizer (save_hf does)")
     from transformers import AutoTokenizer

@@ -146,6 +146,18 @@ class PretrainConfig:
     milestones: tuple = ()                # token counts at which `MilestoneCB` writes a milestone folder
     max_minutes: float | None = None      # end this call cleanly after so many minutes (a chunk; resume continues)
 
+    def __post_init__(self):
+        for f in ('batch_size', 'grad_accum', 'max_steps', 'valid_rows', 'seq_len'):
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < 1: raise ValueError(f"PretrainConfig.{f} must be a positive integer, got {v!r}")
+        if self.seq_len < 8: raise ValueError(f"PretrainConfig.seq_len must be at least 8, got {self.seq_len}")
+        if not self.lr > 0: raise ValueError(f"PretrainConfig.lr must be positive, got {self.lr!r}")
+        if not 0 < self.mlm_prob < 1: raise ValueError(f"PretrainConfig.mlm_prob must be in (0, 1), got {self.mlm_prob!r}")
+        if not 0 <= self.dropout < 1: raise ValueError(f"PretrainConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not (isinstance(self.warmup, (int, float)) and self.warmup >= 0): raise ValueError(f"PretrainConfig.warmup must be >= 0, got {self.warmup!r}")
+        if self.max_minutes is not None and not self.max_minutes >= 0:
+            raise ValueError(f"PretrainConfig.max_minutes must be >= 0 (or None), got {self.max_minutes!r}")
+
 PRETRAIN_PRESETS = {
     'paper': PretrainConfig(),
     'cpu': PretrainConfig(precision='bf16' if cpu_has_bf16() else 'auto', batch_size=32, lr=5e-4, warmup=500, max_steps=20_000, eval_every=500, ckpt_every=250, valid_rows=500),
