@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #256eb202
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, difflib, json, sys, time
 import torch
 from pathlib import Path
 from dataclasses import asdict, fields, replace
@@ -364,7 +364,9 @@ def cli_student(student: str, size: str | None, label_names, seed: int = 0):
     if student.partition(':')[0] in ('truncated', 'embeddings') and size is None:
         raise ValueError(f"--student {student}: say the student's size with --size (e.g. --size 6/768)")
     if ':' not in student and not Path(student).exists() and student.count('/') != 1:
-        raise FileNotFoundError(f"--student {student}: no such folder, and not a size ({', '.join(_SIZE_NAMES)}, 'L/H') or hub id")
+        near = difflib.get_close_matches(student.lower(), list(_SIZE_NAMES), n=1, cutoff=0.75)
+        hint = f": did you mean {near[0]!r}?" if near else ''
+        raise FileNotFoundError(f"--student {student}: no such folder, and not a size ({', '.join(_SIZE_NAMES)}, 'L/H') or hub id{hint}")
     return init_student(student, size, label_names=label_names, seed=seed)
 
 @command('distill', "step 2: distil a fine-tuned teacher into a compact student on unlabelled text D_T (soft labels, T = 1)")

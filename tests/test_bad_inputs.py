@@ -55,6 +55,18 @@ CASES = {   # id: (argv builder, text the one-line message must contain)
     'pretrain bad config JSON':    (lambda d: ['pretrain', '--preset', 'test', '--out', str(d / 'p4'), '--config', str(_write(d, 'bad.json', b'{"lr": 1e-3,'))], 'bad.json'),
     'pretrain config unknown field': (lambda d: ['pretrain', '--preset', 'test', '--out', str(d / 'p5'), '--config', str(_write(d, 'unk.json', b'{"learning_rate": 1e-3}'))], 'learning_rate'),
     'pretrain misspelt size':      (lambda d: ['pretrain', '--preset', 'test', '--out', str(d / 'p6'), '--size', 'tinny'], 'tinny'),
+    'label outside the label space': (lambda d: ['eval', '--model', str(d / 'clf'), '--task', 'sst2', '--data',
+                                                 str(_write(d, 'labels.tsv', b'sentence\tlabel\na fine film\t1\na dull one\tmaybe\n'))], 'labels.tsv'),
+    'labelled file without label column': (lambda d: ['eval', '--model', str(d / 'clf'), '--task', 'sst2', '--data',
+                                                      str(_write(d, 'nolabel.tsv', b'sentence\nA fine film\n'))], 'nolabel.tsv'),
+    'unknown task':                (lambda d: ['eval', '--model', str(d / 'clf'), '--task', 'sst3'], 'sst3'),
+    'label space differs from task': (lambda d: ['eval', '--model', str(d / 'clf'), '--task', 'mnli'], 'mnli'),
+    'config of another model type': (lambda d: ['predict', '--model', str(_other_type(d)), '--input', str(d / 'good.txt'), '--out', str(d / 'o.jsonl')], 'gpt2'),
+    'distill misspelt student':    (lambda d: ['distill', '--teacher', str(d / 'clf'), '--transfer', str(d / 'good.txt'), '--student', 'tinny',
+                                               '--out', str(d / 's1'), '--max-steps', '1'], "did you mean 'tiny'"),
+    'distill transfer missing':    (lambda d: ['distill', '--teacher', str(d / 'clf'), '--transfer', str(d / 'gone.txt'), '--student', 'tiny',
+                                               '--out', str(d / 's2'), '--max-steps', '1'], 'gone.txt'),
+    'teacher backbone missing':    (lambda d: ['teacher', '--out', str(d / 't1'), '--backbone', str(d / 'no_backbone'), '--max-steps', '1'], 'no_backbone'),
     'pretrain max minutes <= 0':   (lambda d: ['pretrain', '--preset', 'test', '--out', str(d / 'p7'), '--max-minutes', '-1'], 'max_minutes'),
 }
 
@@ -64,6 +76,13 @@ def _cut_xz() -> bytes:
     rng = random.Random(0); words = ['film', 'fine', 'dull', 'long', 'plot', 'actor', 'scene', 'music']
     c = lzma.compress(''.join(json.dumps({'text': ' '.join(rng.choice(words) for _ in range(12))}) + '\n' for _ in range(3000)).encode())
     return c[:len(c) // 2]
+
+def _other_type(d: Path) -> Path:
+    "A folder whose config.json describes another architecture (GPT-2)."
+    f = d / 'gpt2_like'; f.mkdir(exist_ok=True)
+    (f / 'config.json').write_text(json.dumps({'model_type': 'gpt2', 'architectures': ['GPT2LMHeadModel'], 'n_embd': 32, 'n_layer': 1}))
+    (f / 'model.safetensors').write_bytes((d / 'clf' / 'model.safetensors').read_bytes())
+    return f
 
 def _dir(d: Path, name: str) -> Path:
     (d / name).mkdir(exist_ok=True); return d / name
