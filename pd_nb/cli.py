@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"pd_nb {args.command}: interrupted", file=sys.stderr); return 130
+    finally:                                             # under torchrun: leave the process group cleanly
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
     return 0
 
 # %% ../nbs/10_cli.ipynb #e201d299
