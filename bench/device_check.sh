@@ -25,10 +25,7 @@ if [ $SMOKE = 1 ]; then
 else
   export PD_NB_TOKENIZER=${PD_NB_TOKENIZER:-$PWD/.gpu_data/tokenizer}
   RUNS=${PD_NB_GPU_RUNS:-runs/gpu}; mkdir -p "$RUNS"; CORPUS=$RUNS/lm_L128_gpu.memmap
-  if [ ! -f "$CORPUS" ]; then
-    $PY -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2] + '.tmp', 'wb'), 1 << 24)" .gpu_data/lm_L128_gpu.memmap.xz "$CORPUS" && mv "$CORPUS.tmp" "$CORPUS"
-  fi
-  cp .gpu_data/lm_L128_gpu.json "$RUNS/lm_L128_gpu.json"
+  PYTHON=$PY bash bench/device_data.sh .gpu_data "$RUNS"
   BENCH=(--size tiny mini medium --batch 4096 --steps 20 --contenders pd_nb pd_nb+compile hf)
   STAGES=(--steps 20 --repeats 2)
 fi

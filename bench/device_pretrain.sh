@@ -12,11 +12,7 @@ PY=${PYTHON:-python3}
 export PD_NB_TOKENIZER=${PD_NB_TOKENIZER:-$PWD/.gpu_data/tokenizer} PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 GPU_DATA=${PD_NB_GPU_DATA:-.gpu_data}; RUNS=${PD_NB_GPU_RUNS:-runs/gpu}; mkdir -p "$RUNS" "$OUT"
 DATA=$RUNS/lm_L128_gpu.memmap
-if [ ! -f "$DATA" ]; then
-  $PY -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2] + '.tmp', 'wb'), 1 << 24)" "$GPU_DATA/lm_L128_gpu.memmap.xz" "$DATA"
-  mv "$DATA.tmp" "$DATA"
-fi
-cp "$GPU_DATA/lm_L128_gpu.json" "$RUNS/lm_L128_gpu.json"
+PYTHON=$PY bash bench/device_data.sh "$GPU_DATA" "$RUNS"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
   $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"; } > "$OUT/console_env.txt" 2>&1
 pids=()

@@ -756,7 +756,7 @@ def open_packed_lm(path, tokenizer, seq_len: int, max_tokens: int | None = None)
     if not path.is_file() or not side.is_file(): raise FileNotFoundError(f"{path}: a packed D_LM needs the .memmap file and its .json sidecar")
     info = load_json(side)
     if info.get('seq_len') != seq_len: raise ValueError(f"{path}: rows of {info.get('seq_len')} tokens, expected seq_len={seq_len}")
-    fp = hashlib.sha256(_plain_backend(tokenizer).to_str().encode()).hexdigest()[:16]
+    fp = tokenizer_fingerprint(tokenizer)
     if info.get('tokenizer', {}).get('fingerprint') != fp:
         raise ValueError(f"{path}: packed with another tokenizer (fingerprint {info.get('tokenizer', {}).get('fingerprint')}, this one {fp})")
     if max_tokens is not None: raise ValueError(f"{path}: max_tokens does not apply to a packed D_LM (cut the file instead)")

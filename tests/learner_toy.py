@@ -4,7 +4,7 @@
     python tests/learner_toy.py --run-dir RUN [--steps 48] [--bs 16] [--accum 2] [--dropout 0.1]
                                 [--ckpt-every 5] [--sleep 0.05] [--resume] [--dump-rng]
 """
-import argparse, time
+import argparse, signal, time
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,14 @@ class BagOfTokens(nn.Module):
 def toy_dls(bs: int, train=None) -> DataLoaders:
     return DataLoaders(DataLoader(train or DictDataset(toy_data(N_TRAIN, 0)), batch_size=bs, shuffle=True),
                        DataLoader(DictDataset(toy_data(N_VALID, 1)), batch_size=64))
+
+
+class StopAt(Callback):
+    "Ask the Learner to stop (as SIGTERM would) after optimiser step `n` (shared by the resume tests)."
+    order = 30
+    def __init__(self, n): self.n = n
+    def after_step(self, learn):
+        if learn.step == self.n: learn.stop_signal = signal.SIGTERM
 
 
 class Sleep(Callback):

@@ -177,12 +177,7 @@ def test_labelled_transfer_file_warns_and_drops_labels(work, tmp_path):
     assert rc == 0 and 'warning' in err and "label field(s) ['label']" in err, err
     assert load_json(tmp_path / 's' / 'distill_metrics.json')['alpha'] == 0.0
 
-class StopAt:
-    "Ask the Learner to stop (as SIGTERM would) after optimiser step `n`."
-    order = 30
-    def __init__(self, n): self.n = n
-    def after_step(self, learn):
-        if learn.step == self.n: learn.stop_signal = signal.SIGTERM
+from learner_toy import StopAt          # stop as SIGTERM would, after step n
 
 def test_distill_resume_equals_uninterrupted(work, tmp_path):
     texts = (work / 'unlabelled.txt').read_text().splitlines()

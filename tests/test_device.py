@@ -30,12 +30,7 @@ def test_bf16_parity_with_hf_on_device():
     assert (h.logits[real].float() - dense[real].float()).abs().max() <= 0.05 * scale      # bf16: ~3 significant digits
     assert abs(h.loss.float() - o.loss.float()) <= 0.02 * h.loss.float()
 
-class StopAt:
-    "Stop (as SIGTERM would) after optimiser step `n`."
-    order = 30
-    def __init__(self, n): self.n = n
-    def after_step(self, learn):
-        if learn.step == self.n: learn.stop_signal = signal.SIGTERM
+from learner_toy import StopAt          # stop as SIGTERM would, after step n
 
 def test_pretraining_resumes_on_device(tmp_path, monkeypatch):
     "Stopped at step 3 and resumed, pre-training ends where the uninterrupted run does (RNG of the device restored)."
