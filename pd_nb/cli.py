@@ -7,19 +7,19 @@ from __future__ import annotations
 import argparse, difflib, json, sys, time
 import torch
 from pathlib import Path
-from dataclasses import asdict, fields, replace
-from .core import all_student_configs, bert_param_count, paper_params_m, repo_root, load_json, save_json, student_config
+from dataclasses import fields, replace
+from .core import (all_student_configs, bert_param_count, paper_params_m, repo_root, load_json, save_json, student_config,
+                        config_update, is_size, NAMED_SIZES)
 from .data import get_task, load_transfer, read_labelled
-from .hub import predict_file
 from .pretrain import PretrainConfig, PRETRAIN_PRESETS, pretrain_config, pretrain
-from .finetune import FinetuneConfig, finetune, classifier_tokenizer
+from .finetune import FinetuneConfig, finetune, classifier_tokenizer, predict_file
 from .teacher import TEACHER_CONFIG, train_teacher
 from .distill import DistillConfig, distill, init_student, teacher_task
 from .recipes import RecipeConfig, get_recipe, run_recipe, demo_configs, RECIPES, default_pretrained
 
 # %% auto #0
 __all__ = ['COMMANDS', 'EVAL_DEFAULTS', 'size_rows', 'format_table', 'command', 'cmd_sizes', 'build_parser', 'main',
-           'cmd_predict', 'config_from_file', 'cmd_pretrain', 'cmd_demo', 'recipe_config', 'cmd_run', 'is_size',
+           'cmd_predict', 'config_from_file', 'flag_values', 'cmd_pretrain', 'cmd_demo', 'recipe_config', 'cmd_run',
            'check_out_dir', 'stage_config', 'cmd_teacher', 'cmd_finetune', 'cli_student', 'cmd_distill', 'cmd_eval']
 
 # %% ../nbs/10_cli.ipynb #76d6a68e
@@ -105,29 +105,21 @@ def _predict_args(p):
 cmd_predict.add_args = _predict_args
 
 # %% ../nbs/10_cli.ipynb #f3473fe3
-def config_from_file(path, cls) -> dict:
-    """Fields of dataclass `cls` read from a JSON config file, with errors naming the file and the field."""
-    d = load_json(path)
-    if not isinstance(d, dict): raise ValueError(f"{path}: expected a JSON object of {cls.__name__} fields, got {type(d).__name__}")
-    names = {f.name for f in fields(cls)}
-    bad = sorted(set(d) - names)
-    if bad: raise ValueError(f"{path}: unknown field(s) {bad} for {cls.__name__}; expected some of {sorted(names)}")
-    return d
+def config_from_file(path, base):
+    """`base` (a config dataclass instance) updated by the JSON config file `path` (`config_update`: errors name the file and field)."""
+    return config_update(base, load_json(path), str(path)) if path else base
+
+def flag_values(args, names) -> dict:
+    "The command-line flags among `names` that were given (not None)."
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 @command('pretrain', 'step 1: masked-LM pre-training of a student on D_LM; writes a Hugging Face folder')
 def cmd_pretrain(args):
     """Pre-train a student with masked LM (preset < config file < flags) and print the held-out figures."""
-    over = config_from_file(args.config, PretrainConfig) if args.config else {}
-    flags = dict(size=args.size, corpus=tuple(args.corpus) if args.corpus else None, max_steps=args.max_steps,
-                 batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, max_tokens=args.max_tokens, seed=args.seed,
-                 eval_every=args.eval_every, ckpt_every=args.ckpt_every, grad_accum=args.grad_accum,
-                 compile=args.compile or None, precision=args.precision, valid_rows=args.valid_rows, seq_len=args.seq_len,
-                 mlm_prob=args.mlm_prob, dropout=args.dropout, max_minutes=args.max_minutes, milestones=tuple(args.milestones) if args.milestones else None)
-    over.update({k: v for k, v in flags.items() if v is not None})
-    for k in ('corpus', 'milestones'):
-        if k in over: over[k] = tuple(over[k])
+    cfg = config_from_file(args.config, pretrain_config(args.preset))
+    flags = flag_values(args, [f.name for f in fields(PretrainConfig) if f.name != 'compile'])
+    cfg = config_update(cfg, {**flags, **({'compile': True} if args.compile else {})}, 'the flags')
     if args.threads: torch.set_num_threads(args.threads)
-    cfg = pretrain_config(args.preset, **over)
     s = pretrain(cfg, args.out, resume=args.resume, data_dir=args.data_dir, resume_from=args.resume_from)
     if s: print(f"pre-trained {cfg.size} for {s['steps']} steps ({s['tokens_seen']:,} tokens): held-out MLM loss "
                 f"{s['init_mlm_loss']:.3f} -> {s['final_mlm_loss']:.3f}, masked-token accuracy {s['final_mlm_accuracy']:.3f}; wrote {args.out}")
@@ -143,7 +135,7 @@ def _pretrain_args(p):
     p.add_argument('--warmup', type=int); p.add_argument('--max-tokens', type=int); p.add_argument('--seed', type=int)
     p.add_argument('--eval-every', type=int); p.add_argument('--ckpt-every', type=int); p.add_argument('--grad-accum', type=int)
     p.add_argument('--valid-rows', type=int); p.add_argument('--seq-len', type=int); p.add_argument('--mlm-prob', type=float)
-    p.add_argument('--dropout', type=float, help='hidden and attention dropout while pre-training (default 0.1)')
+    p.add_argument('--dropout', type=float, help='hidden and attention dropout while pre-training (preset cpu: 0, paper: 0.1)')
     p.add_argument('--milestones', type=float, nargs='+', help='token counts (e.g. 10e6 30e6) at which a half-precision milestone folder is written')
     p.add_argument('--threads', type=int, help='torch CPU threads (default: all cores)')
     p.add_argument('--max-minutes', type=float, help='end this call cleanly after so many minutes (checkpointed; --resume continues)')
@@ -212,17 +204,8 @@ def recipe_config(d: dict | None = None, where: str = 'the config') -> RecipeCon
         ValueError: an unknown field, naming `where` and the field.
     """
     d = dict(d or {})
-    sub = {'finetune': FinetuneConfig, 'distill': DistillConfig}
-    names = {f.name for f in fields(RecipeConfig)}
-    if bad := sorted(set(d) - names): raise ValueError(f"{where}: unknown field(s) {bad} for RecipeConfig; expected some of {sorted(names)}")
-    for k, cls in sub.items():
-        v = d.get(k)
-        if isinstance(v, dict):
-            if bad := sorted(set(v) - {f.name for f in fields(cls)}):
-                raise ValueError(f"{where}: unknown field(s) {bad} in {k!r} for {cls.__name__}")
-            d[k] = cls(**v)
-    if isinstance(d.get('size'), list): d['size'] = tuple(d['size'])
-    return RecipeConfig(**d)
+    if isinstance(d.get('size'), list): d['size'] = tuple(d['size'])          # a JSON [L, H]
+    return config_update(RecipeConfig(), d, where)
 
 _STAGE_FLAGS = ('max_steps', 'epochs', 'lr', 'batch_size', 'max_len', 'max_dev')
 
@@ -230,14 +213,11 @@ _STAGE_FLAGS = ('max_steps', 'epochs', 'lr', 'batch_size', 'max_len', 'max_dev')
 def cmd_run(args):
     """Run recipe `args.recipe` (config file < flags), once per seed, and print a result line per run."""
     r = get_recipe(args.recipe)
-    d = config_from_file(args.config, RecipeConfig) if args.config else {}
-    cfg = recipe_config(d, args.config or 'the config')
-    top = dict(task=args.task, size=args.size, pretrained=args.pretrained, teacher=args.teacher, transfer=args.transfer,
-               max_transfer=args.max_transfer, out_dir=args.out_dir, experiment=args.experiment, data_dir=args.data_dir)
-    cfg = replace(cfg, **{k: v for k, v in top.items() if v is not None})
-    stage = {k: getattr(args, k) for k in _STAGE_FLAGS if getattr(args, k) is not None}
-    cfg = replace(cfg, finetune=replace(cfg.finetune, **stage, **({'max_train': args.max_train} if args.max_train is not None else {})),
-                  distill=replace(cfg.distill, **stage))
+    cfg = recipe_config(load_json(args.config), args.config) if args.config else RecipeConfig()
+    stage = flag_values(args, _STAGE_FLAGS)
+    cfg = config_update(cfg, {**flag_values(args, ('task', 'size', 'pretrained', 'teacher', 'transfer', 'max_transfer', 'out_dir',
+                                                   'experiment', 'data_dir')),
+                              'finetune': {**stage, **flag_values(args, ('max_train',))}, 'distill': stage}, 'the flags')
     if cfg.out_dir is None and cfg.experiment is None:
         raise ValueError("pd_nb run: say where to write: --out-dir DIR or --experiment NAME (data/results/NAME)")
     rows = []
@@ -267,13 +247,6 @@ def _run_args(p):
 cmd_run.add_args = _run_args
 
 # %% ../nbs/10_cli.ipynb #c1100002
-_SIZE_NAMES = ('tiny', 'mini', 'small', 'medium', 'base')
-
-def is_size(s: str) -> bool:
-    "Whether `s` names a student size ('tiny' ... 'base', 'L/H', 'L4_H256') rather than a checkpoint."
-    import re
-    return s.lower() in _SIZE_NAMES or bool(re.fullmatch(r'\d+/\d+|L\d+_H\d+', s))
-
 def check_out_dir(out, overwrite: bool = False, resume: bool = False) -> Path:
     """`out` as a Path, after refusing a folder that already holds a trained model (unless `overwrite` or `resume`).
 
@@ -289,14 +262,10 @@ def check_out_dir(out, overwrite: bool = False, resume: bool = False) -> Path:
 
 def stage_config(args, cls, base=None):
     "A `cls` (FinetuneConfig / DistillConfig) from `base` (default `cls()`), then `--config` FILE, then the flags that were given."
-    d = asdict(base) if base is not None else {}
-    if getattr(args, 'config', None): d.update(config_from_file(args.config, cls))
-    for f in fields(cls):
-        v = getattr(args, f.name, None)
-        if v is not None: d[f.name] = v
-    if isinstance(getattr(args, 'seed', None), list): d['seed'] = args.seed[0]
-    try: return cls(**d)
-    except TypeError as e: raise ValueError(f"{args.config or 'the flags'}: {e}") from None
+    cfg = config_from_file(getattr(args, 'config', None), base if base is not None else cls())
+    flags = flag_values(args, [f.name for f in fields(cls)])
+    if isinstance(flags.get('seed'), list): flags['seed'] = flags['seed'][0]
+    return config_update(cfg, flags, 'the flags')
 
 def _stage_flags(p, train: bool = True):
     p.add_argument('--config', help='JSON file of the stage config fields (see the chapter)')
@@ -367,9 +336,9 @@ def cli_student(student: str, size: str | None, label_names, seed: int = 0):
     if student.partition(':')[0] in ('truncated', 'embeddings') and size is None:
         raise ValueError(f"--student {student}: say the student's size with --size (e.g. --size 6/768)")
     if ':' not in student and not Path(student).exists() and student.count('/') != 1:
-        near = difflib.get_close_matches(student.lower(), list(_SIZE_NAMES), n=1, cutoff=0.75)
+        near = difflib.get_close_matches(student.lower(), list(NAMED_SIZES), n=1, cutoff=0.75)
         hint = f": did you mean {near[0]!r}?" if near else ''
-        raise FileNotFoundError(f"--student {student}: no such folder, and not a size ({', '.join(_SIZE_NAMES)}, 'L/H') or hub id{hint}")
+        raise FileNotFoundError(f"--student {student}: no such folder, and not a size ({', '.join(NAMED_SIZES)}, 'L/H') or hub id{hint}")
     return init_student(student, size, label_names=label_names, seed=seed)
 
 @command('distill', "step 2: distil a fine-tuned teacher into a compact student on unlabelled text D_T (soft labels, T = 1)")

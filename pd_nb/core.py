@@ -5,17 +5,17 @@
 # %% ../nbs/00_core.ipynb #cd5c5f29
 from __future__ import annotations
 import os, json, random, platform, subprocess, tempfile, importlib, importlib.util, time, contextlib
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass, asdict, replace, fields, is_dataclass
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['GRID_L', 'GRID_H', 'NAMED_SIZES', 'PAPER_PARAMS_M', 'PAPER_TRUNCATED', 'BertConfig', 'student_config',
-           'all_student_configs', 'bert_param_count', 'paper_params_m', 'repo_root', 'sample_dir', 'data_dir',
-           'results_dir', 'cache_dir', 'minilm_dir', 'in_test', 'set_seed', 'get_device', 'cpu_has_bf16',
-           'per_process_batch', 'atomic_path', 'save_json', 'load_json', 'git_sha', 'package_versions', 'device_info',
-           'run_manifest', 'write_manifest']
+__all__ = ['GRID_L', 'GRID_H', 'NAMED_SIZES', 'PAPER_PARAMS_M', 'PAPER_TRUNCATED', 'BertConfig', 'is_size', 'parse_size',
+           'student_config', 'all_student_configs', 'bert_param_count', 'paper_params_m', 'repo_root', 'sample_dir',
+           'data_dir', 'results_dir', 'cache_dir', 'minilm_dir', 'in_test', 'set_seed', 'get_device', 'cpu_has_bf16',
+           'per_process_batch', 'config_update', 'atomic_path', 'save_json', 'load_json', 'git_sha', 'package_versions',
+           'device_info', 'run_manifest', 'write_manifest']
 
 # %% ../nbs/00_core.ipynb #314f1e8e
 GRID_L = (2, 4, 6, 8, 10, 12)
@@ -57,17 +57,32 @@ class BertConfig:
         return f"L{self.n_layers}_H{self.hidden}"
 
 # %% ../nbs/00_core.ipynb #11c6871e
-def _parse_size(size) -> tuple[int, int]:
+_SHAPE = r'(\d+)\s*/\s*(\d+)|l-?(\d+)_h-?(\d+)(?:_a-?\d+)?'                     # '4/256', 'L4_H256', 'L-4_H-256_A-4'
+_RELEASED = r'(?:google/)?(?:bert_)?uncased_l-(\d+)_h-(\d+)_a-\d+'              # the released models' names
+
+def is_size(s) -> bool:
+    "Whether the string `s` names a student shape (a `NAMED_SIZES` name, 'L/H', 'L4_H256') rather than a checkpoint or hub id."
     import re
+    return isinstance(s, str) and (s.strip().lower() in NAMED_SIZES or re.fullmatch(_SHAPE, s.strip().lower()) is not None)
+
+def parse_size(size) -> tuple[int, int]:
+    """(L, H) of a size: a `NAMED_SIZES` name, 'L/H', 'L4_H256', a released-model name or an (L, H) pair.
+
+    Raises:
+        ValueError: an unknown size, with the closest name when it looks like a typo.
+    """
+    import re, difflib
     if isinstance(size, (tuple, list)) and len(size) == 2: return int(size[0]), int(size[1])
     s = str(size).strip().lower()
     if s in NAMED_SIZES: return NAMED_SIZES[s]
-    m = (re.fullmatch(r'(\d+)\s*/\s*(\d+)', s) or re.fullmatch(r'l-?(\d+)_h-?(\d+)(?:_a-?\d+)?', s)
-         or re.fullmatch(r'(?:google/)?bert_uncased_l-(\d+)_h-(\d+)_a-\d+', s) or re.fullmatch(r'uncased_l-(\d+)_h-(\d+)_a-\d+', s))
+    m = re.fullmatch(_SHAPE, s) or re.fullmatch(_RELEASED, s)
     if not m:
-        raise ValueError(f"unknown student size {size!r}: expected one of {sorted(NAMED_SIZES)}, "
-                         f"'L/H' such as '4/256', or 'L4_H256', with L in {GRID_L} and H in {GRID_H}")
-    return int(m.group(1)), int(m.group(2))
+        near = difflib.get_close_matches(s, list(NAMED_SIZES), n=1, cutoff=0.75)
+        raise ValueError(f"unknown student size {size!r}{f' (did you mean {near[0]!r}?)' if near else ''}: expected one of "
+                         f"{sorted(NAMED_SIZES)}, 'L/H' such as '4/256', or 'L4_H256', with L in {GRID_L} and H in {GRID_H}")
+    L, H = [int(g) for g in m.groups() if g is not None]
+    return L, H
+
 
 # %% ../nbs/00_core.ipynb #2505a728
 def student_config(size='mini', *, strict_grid: bool = True, **overrides) -> BertConfig:
@@ -85,7 +100,7 @@ def student_config(size='mini', *, strict_grid: bool = True, **overrides) -> Ber
         ValueError: for an unknown size or one off the grid when `strict_grid`.
     """
     if isinstance(size, BertConfig): return replace(size, **overrides)
-    L, H = _parse_size(size)
+    L, H = parse_size(size)
     if strict_grid and (L not in GRID_L or H not in GRID_H):
         raise ValueError(f"student size {size!r} = L{L}/H{H} is not one of the paper's 24 students "
                          f"(L in {GRID_L}, H in {GRID_H}); pass strict_grid=False for other shapes")
@@ -217,6 +232,32 @@ def per_process_batch(batch_size: int, grad_accum: int = 1, world_size: int | No
     if per_proc < 1 or per_proc * world * grad_accum != batch_size:
         raise ValueError(f"batch_size={batch_size} is not divisible by world size {world} x grad_accum {grad_accum}")
     return per_proc
+
+# %% ../nbs/00_core.ipynb #c0b7a005
+def config_update(base, updates: dict | None, where: str = 'the config'):
+    """`base` (a dataclass instance) with the fields in `updates` replaced.
+
+    Args:
+        base: the config to start from (a preset, or a class's defaults).
+        updates: field values; a nested dataclass field takes a dict of its own fields; JSON lists become tuples
+            where the field is annotated as a tuple.
+        where: names the source (a file, 'the flags') in error messages.
+
+    Raises:
+        ValueError: an unknown field, naming `where`, the field and the valid ones.
+    """
+    if updates is None: return base
+    if not isinstance(updates, dict): raise ValueError(f"{where}: expected a JSON object of {type(base).__name__} fields, got {type(updates).__name__}")
+    known = {f.name: f for f in fields(base)}
+    if bad := sorted(set(updates) - set(known)):
+        raise ValueError(f"{where}: unknown field(s) {bad} for {type(base).__name__}; expected some of {sorted(known)}")
+    new = {}
+    for k, v in updates.items():
+        cur = getattr(base, k)
+        if is_dataclass(cur) and isinstance(v, dict): v = config_update(cur, v, f"{where}, field {k!r}")
+        elif isinstance(v, list) and 'tuple' in str(known[k].type): v = tuple(v)
+        new[k] = v
+    return replace(base, **new)
 
 # %% ../nbs/00_core.ipynb #b27c742b
 @contextlib.contextmanager

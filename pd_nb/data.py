@@ -13,27 +13,31 @@ import torch
 from .core import data_dir, sample_dir, cache_dir, minilm_dir, atomic_path, save_json, load_json
 
 # %% auto #0
-__all__ = ['SENTIMENT', 'NLI3', 'TASKS', 'LM_CORPORA', 'LM_CACHE_VERSION', 'DataError', 'get_tokenizer', 'iter_lines', 'iter_tsv',
-           'iter_jsonl', 'iter_text_lines', 'file_format', 'Columns', 'hf_datasets', 'columns_dataset',
-           'concat_datasets', 'records_to_dataset', 'read_file', 'read_hf', 'clean_review', 'TaskSpec', 'get_task',
-           'eval_split', 'resolve_data_dir', 'load_task', 'task_counts', 'split_sentences', 'find_text_fields',
-           'load_transfer', 'read_labelled', 'encode', 'lm_sources', 'iter_documents', 'tokenizer_fingerprint',
-           'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap', 'open_packed_lm', 'lm_memmap_info',
-           'RowBatch', 'Rows', 'rows_batch', 'make_sample']
+__all__ = ['TOKENIZER_FILES', 'SENTIMENT', 'NLI3', 'TASKS', 'LM_CORPORA', 'LM_CACHE_VERSION', 'DataError', 'has_tokenizer',
+           'get_tokenizer', 'iter_lines', 'iter_tsv', 'iter_jsonl', 'iter_text_lines', 'file_format', 'Columns',
+           'hf_datasets', 'columns_dataset', 'concat_datasets', 'records_to_dataset', 'read_file', 'read_hf',
+           'clean_review', 'TaskSpec', 'get_task', 'eval_split', 'resolve_data_dir', 'load_task', 'task_counts',
+           'split_sentences', 'find_text_fields', 'load_transfer', 'read_unlabelled', 'read_labelled', 'lm_sources',
+           'iter_documents', 'tokenizer_fingerprint', 'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap',
+           'open_packed_lm', 'lm_memmap_info', 'RowBatch', 'Rows', 'rows_batch', 'make_sample']
 
 # %% ../nbs/01_data.ipynb #e3869672
 class DataError(ValueError):
     "Bad input data: the message names the file, the line or field, the value and what was expected."
 
-_TOKENIZER_FILES = ('tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'spiece.model', 'vocab.json')
+TOKENIZER_FILES = ('tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'spiece.model', 'vocab.json')
+
+def has_tokenizer(folder) -> bool:
+    "Whether `folder` holds a tokenizer's files (one of `TOKENIZER_FILES`)."
+    return Path(folder).is_dir() and any((Path(folder) / f).exists() for f in TOKENIZER_FILES)
 
 @functools.lru_cache(maxsize=8)
 def _load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
     p = Path(name_or_path).expanduser()
     if p.is_dir():
-        if not any((p / f).exists() for f in _TOKENIZER_FILES):
-            raise FileNotFoundError(f"{p}: no tokenizer files in this folder (expected one of {', '.join(_TOKENIZER_FILES)})")
+        if not has_tokenizer(p):
+            raise FileNotFoundError(f"{p}: no tokenizer files in this folder (expected one of {', '.join(TOKENIZER_FILES)})")
         tok = AutoTokenizer.from_pretrained(str(p), use_fast=True, local_files_only=True)
     elif not re.fullmatch(r'[\w.-]+(/[\w.-]+)?', name_or_path) or name_or_path.startswith('.'):
         raise FileNotFoundError(f"{name_or_path}: no such tokenizer folder (and not a Hugging Face id like 'org/name')")
@@ -522,13 +526,8 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
         ds, dropped = _drop_texts(ds, held_keys)
         if sentences: ds = _sentences_dataset(ds['text_a'])
     else:
-        path = _check_file(source); fmt = file_format(path)
-        if fmt == 'txt': ds = read_file(path, label_column=None)
-        else:
-            fields = list(_first_record(path))
-            if labels := [f for f in fields if f in _LABEL_FIELDS]:
-                warnings.warn(f"{path}: has label field(s) {labels}; D_T is unlabelled transfer text, so they are dropped")
-            ds = read_file(path, find_text_fields(path, fields), None)
+        path = _check_file(source)
+        ds = read_unlabelled(path, labels_note='D_T is unlabelled transfer text, so they are dropped')
         if sentences:
             if 'text_b' in ds.column_names: raise ValueError(f"{path}: sentence pairs cannot be split into sentences")
             ds = _sentences_dataset(ds['text_a'])
@@ -539,6 +538,21 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
     return _subsample(ds, max_examples, seed)
 
 # %% ../nbs/01_data.ipynb #2d1ab002
+def read_unlabelled(path, labels_note: str | None = None):
+    """The texts of a `.txt` (one per line), `.tsv` (with a header) or `.jsonl(.xz)` file as a dataset (`text_a`[, `text_b`]),
+    the text field(s) found by name (`find_text_fields`). Label fields are left out; with `labels_note`, a warning
+    names them and says why (`labels_note`).
+
+    Raises:
+        DataError: no text field, a malformed line, non-UTF-8 bytes, or no examples (each naming the file and line).
+    """
+    path = _check_file(path)
+    if file_format(path) == 'txt': return read_file(path, label_column=None)
+    fields = list(_first_record(path))
+    if labels_note and (labels := [f for f in fields if f in _LABEL_FIELDS]):
+        warnings.warn(f"{path}: has label field(s) {labels}; {labels_note}")
+    return read_file(path, find_text_fields(path, fields), None)
+
 def read_labelled(path, label_names: Sequence[str]):
     """A labelled `.tsv` (with a header) or `.jsonl` file as a dataset with the label space `label_names`.
 
@@ -551,26 +565,6 @@ def read_labelled(path, label_names: Sequence[str]):
     label = next((f for f in _LABEL_FIELDS if f in fields), None)
     if label is None: raise DataError(f"{path}: no label field (expected one of {list(_LABEL_FIELDS)}); found {fields}")
     return read_file(path, find_text_fields(path, fields), label, label_names)
-
-# %% ../nbs/01_data.ipynb #1d8d90c0
-def encode(ds, tokenizer=None, max_len: int = 128, keep_text: bool = False):
-    """Tokenize a dataset with `text_a` (and `text_b`) into `input_ids` and `token_type_ids` (no padding).
-
-    Args:
-        ds: a `datasets.Dataset` from `load_task` / `load_transfer`.
-        tokenizer: a tokenizer, a name/path for `get_tokenizer`, or None (the uncased BERT vocabulary).
-        max_len: the longest encoding, special tokens included; pairs are truncated 'longest_first'.
-        keep_text: keep the text columns.
-    """
-    tok = _as_tokenizer(tokenizer)
-    if 'text_a' not in ds.column_names: raise DataError(f"encode: the dataset has no 'text_a' column (columns: {ds.column_names})")
-    pair = 'text_b' in ds.column_names
-    def f(b):
-        e = tok(b['text_a'], b['text_b'] if pair else None, truncation='longest_first', max_length=max_len,
-                return_attention_mask=False, return_token_type_ids=True)
-        return {'input_ids': e['input_ids'], 'token_type_ids': e['token_type_ids']}
-    drop = [] if keep_text else [c for c in ('text_a', 'text_b') if c in ds.column_names]
-    return ds.map(f, batched=True, remove_columns=drop)
 
 # %% ../nbs/01_data.ipynb #7fd33848
 LM_CORPORA = {'wikipedia': 'wikipedia/*.jsonl.xz', 'gutenberg': 'gutenberg/books.jsonl.xz'}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_finetune.ipynb #4eb3fe7e
 from __future__ import annotations
-import copy, functools, itertools, shutil, time
+import copy, functools, itertools, json, shutil, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -12,10 +12,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
-from .core import set_seed, get_device, save_json, load_json, write_manifest, atomic_path, per_process_batch
-from .data import DataError, TaskSpec, get_task, get_tokenizer, load_task, eval_split
+from .core import set_seed, get_device, save_json, load_json, write_manifest, atomic_path, per_process_batch, config_update
+from .data import DataError, TaskSpec, get_task, get_tokenizer, has_tokenizer, load_task, eval_split, read_unlabelled
 from .bert import BertForSequenceClassification, count_params
-from .hub import from_hf, save_hf, resolve_hf_dir
+from .hub import from_hf, save_hf, resolve_hf_dir, checkpoint_heads
 from .learner import Learner, DataLoaders, Callback, CheckpointCB, forward_keys, model_inputs, to_device, read_log
 
 # %% auto #0
@@ -23,8 +23,8 @@ __all__ = ['METRICS', 'FINETUNE_GRID', 'FINETUNE_PRESETS', 'TokenizedExamples', 
            'bucket_batches', 'collate_examples', 'BucketedBatches', 'classification_loader', 'f1_score',
            'classification_metrics', 'task_metrics', 'predict_logits', 'evaluate_classifier', 'checkpoint_label_names',
            'LabelMismatchError', 'check_label_names', 'classifier_tokenizer', 'load_classifier', 'save_classifier',
-           'BestModelCB', 'FinetuneConfig', 'finetune_config', 'as_examples', 'save_stage', 'finetune', 'mean_std',
-           'finetune_sweep']
+           'predict_file', 'BestModelCB', 'FinetuneConfig', 'finetune_config', 'as_examples', 'save_stage', 'finetune',
+           'mean_std', 'finetune_sweep']
 
 # %% ../nbs/06_finetune.ipynb #93f4f096
 @dataclass
@@ -302,8 +302,6 @@ def evaluate_classifier(model: nn.Module, data: TokenizedExamples, task: str | T
     return {**classification_metrics(logits, data.labels, metric), 'n': len(data)}
 
 # %% ../nbs/06_finetune.ipynb #c6f1b259
-_TOKENIZER_FILES = ('tokenizer.json', 'vocab.txt', 'tokenizer_config.json')
-
 def checkpoint_label_names(model_or_dir) -> list[str] | None:
     "The label names a classifier declares (config `id2label`, index order; `.label_names` of our models); None if generic `LABEL_i` or absent."
     if isinstance(model_or_dir, nn.Module):
@@ -343,7 +341,6 @@ def check_label_names(names: Sequence[str] | None, task: str | TaskSpec, what: s
 
 # %% ../nbs/06_finetune.ipynb #d716c184
 def _has_classifier_head(folder: Path) -> bool:
-    from pd_nb.hub import checkpoint_heads
     try: return 'classifier' in checkpoint_heads(folder)
     except Exception: return False
 
@@ -352,7 +349,7 @@ def classifier_tokenizer(model_or_dir, tokenizer=None):
     if tokenizer is not None: return get_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
     if model_or_dir is None or isinstance(model_or_dir, nn.Module): return get_tokenizer()
     folder = resolve_hf_dir(model_or_dir)
-    return get_tokenizer(folder) if any((folder / f).exists() for f in _TOKENIZER_FILES) else get_tokenizer()
+    return get_tokenizer(folder) if has_tokenizer(folder) else get_tokenizer()
 
 def load_classifier(model_or_dir, task: str | TaskSpec, n_layers: int | None = None, tokenizer=None):
     """A classifier for `task` and its tokenizer.
@@ -405,6 +402,51 @@ def save_classifier(model: nn.Module, out_dir, tokenizer, label_names: Sequence[
     model.config.id2label, model.config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
     model.save_pretrained(out); tokenizer.save_pretrained(out)
     return out
+
+# %% ../nbs/06_finetune.ipynb #c6f1b2a1
+def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | Path, batch_size: int = 64,
+                 max_len: int = 128, device=None, overwrite: bool = False) -> Path:
+    """Classify every example of `input_path` with our BERT on the Hugging Face classifier folder `model_dir`.
+
+    Writes JSON Lines to `out_path`, one per example in input order:
+    `{"text": ..., ["text_b": ...,] "probs": {label: p, ...}, "pred": label}`.
+
+    Args:
+        model_dir: folder (or hub id) of a BERT sequence classifier with its tokenizer files.
+        input_path: `.txt` (a line per example), `.jsonl(.xz)` or `.tsv` with a header (see `read_unlabelled`).
+        max_len: longer inputs are truncated to this many tokens (at most the model's position table).
+        overwrite: replace an existing `out_path` (otherwise an earlier result there is refused, never overwritten).
+
+    Raises:
+        FileNotFoundError: missing input file, weights or tokenizer.
+        ValueError: bad input format, or a checkpoint without a classification head (says what it holds).
+    """
+    if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size={batch_size!r}: expected a positive integer")
+    if not isinstance(max_len, int) or max_len < 3: raise ValueError(f"max_len={max_len!r}: expected an integer of at least 3 ([CLS] x [SEP])")
+    if Path(out_path).exists() and not overwrite:
+        raise FileExistsError(f"{out_path}: exists (an earlier result); choose another output file or pass overwrite=True (--overwrite)")
+    folder = resolve_hf_dir(model_dir)
+    data = read_unlabelled(input_path)
+    heads = checkpoint_heads(folder)
+    if 'classifier' not in heads:
+        arch = (load_json(folder / 'config.json').get('architectures') if (folder / 'config.json').exists() else None)
+        raise ValueError(f"{model_dir}: no classification head (no classifier.weight). Its config says architectures={arch} and its "
+                         f"weights hold {' + '.join(heads) + ' head(s)' if heads else 'only the encoder'}. "
+                         f"Fine-tune or distill it on a labelled task first, then predict with the resulting folder.")
+    model = from_hf(folder, 'sequence_classification', new_head_ok=False)
+    if model.cfg.n_labels < 2: raise ValueError(f"{model_dir}: a regression head (num_labels=1); predict_file writes class probabilities")
+    if max_len > model.cfg.max_positions: raise ValueError(f"max_len={max_len} exceeds the {model.cfg.max_positions} positions of {model_dir}")
+    if not has_tokenizer(folder):
+        raise FileNotFoundError(f"{folder}: no tokenizer files (tokenizer.json or vocab.txt); save the model with its tokenizer (save_hf does)")
+    probs = torch.from_numpy(predict_logits(model, tokenize_examples(data, get_tokenizer(folder), max_len), batch_size, device)).softmax(-1)
+    names = model.label_names or [f'LABEL_{i}' for i in range(model.cfg.n_labels)]
+    a, b, _, _ = example_columns(data)
+    with atomic_path(out_path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
+        for i, p in enumerate(probs.tolist()):
+            rec = {'text': a[i], **({'text_b': b[i]} if b is not None else {}), 'probs': {n: round(x, 6) for n, x in zip(names, p)},
+                   'pred': names[max(range(len(p)), key=p.__getitem__)]}
+            f.write(json.dumps(rec, ensure_ascii=False) + '\n')
+    return Path(out_path)
 
 # %% ../nbs/06_finetune.ipynb #d0dd4742
 class BestModelCB(Callback):
@@ -494,9 +536,7 @@ FINETUNE_PRESETS = {
 def finetune_config(preset: str = 'paper', **overrides) -> FinetuneConfig:
     "A preset of `FINETUNE_PRESETS` with `overrides` (unknown fields are an error)."
     if preset not in FINETUNE_PRESETS: raise ValueError(f"unknown fine-tuning preset {preset!r}: expected one of {list(FINETUNE_PRESETS)}")
-    bad = set(overrides) - set(FinetuneConfig.__dataclass_fields__)
-    if bad: raise ValueError(f"unknown fine-tuning option(s) {sorted(bad)}: expected some of {sorted(FinetuneConfig.__dataclass_fields__)}")
-    return replace(FINETUNE_PRESETS[preset], **overrides)
+    return config_update(FINETUNE_PRESETS[preset], overrides, f'fine-tuning preset {preset!r}')
 
 # %% ../nbs/06_finetune.ipynb #5595f3fa
 def as_examples(data, task: str | TaskSpec, split: str, tokenizer, max_len: int = 128, max_n: int | None = None,

@@ -5,13 +5,13 @@
 # %% ../nbs/05_pretrain.ipynb #123b6780
 from __future__ import annotations
 import shutil, time
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from .core import (student_config, set_seed, save_json, write_manifest, per_process_batch, cpu_has_bf16)
+from .core import (student_config, set_seed, save_json, write_manifest, per_process_batch, cpu_has_bf16, config_update)
 from .data import get_tokenizer, build_lm_memmap, lm_memmap_info, Rows, rows_batch
 from .bert import BertForMaskedLM, count_params
 from .hub import save_hf
@@ -171,10 +171,7 @@ PRETRAIN_PRESETS = {
 def pretrain_config(preset: str = 'paper', **overrides) -> PretrainConfig:
     "A preset of `PRETRAIN_PRESETS` with `overrides` (unknown fields are an error)."
     if preset not in PRETRAIN_PRESETS: raise ValueError(f"unknown pretraining preset {preset!r}: expected one of {list(PRETRAIN_PRESETS)}")
-    names = set(PretrainConfig.__dataclass_fields__)
-    bad = set(overrides) - names
-    if bad: raise ValueError(f"unknown pretraining option(s) {sorted(bad)}: expected some of {sorted(names)}")
-    return replace(PRETRAIN_PRESETS[preset], **overrides)
+    return config_update(PRETRAIN_PRESETS[preset], overrides, f'pre-training preset {preset!r}')
 
 # %% ../nbs/05_pretrain.ipynb #cb2ef89c
 RELEASED_DROPOUT = dict(dropout=0.1, attn_dropout=0.1)

@@ -10,7 +10,7 @@ import torch
 
 from pd_nb.core import sample_dir, minilm_dir
 from pd_nb.data import (DataError, TASKS, get_task, get_tokenizer, read_file, read_hf, load_task, load_transfer,
-                        split_sentences, clean_review, encode, build_lm_memmap, lm_memmap_info, open_lm_memmap,
+                        split_sentences, clean_review, build_lm_memmap, lm_memmap_info, open_lm_memmap,
                         lm_sources, Rows, iter_documents, tokenizer_fingerprint)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,23 +217,6 @@ def test_transfer_files_drop_labels(tmp_path):
     txt = _w(tmp_path / 'c.txt', 'first line\n\nsecond line\n')
     assert load_transfer(txt)['text_a'] == ['first line', 'second line']
     with pytest.raises(DataError, match='no text field'): load_transfer(_w(tmp_path / 'd.jsonl', '{"body": "x"}\n'))
-
-
-# ---------------------------------------------------------------- encode
-
-def test_encode_single_and_pairs(tok, tmp_path):
-    p = _w(tmp_path / 'a.jsonl', json.dumps({'premise': 'word ' * 100, 'hypothesis': 'short one', 'label': 0}) + '\n'
-           + json.dumps({'premise': 'A cat.', 'hypothesis': 'An animal.', 'label': 1}) + '\n')
-    ds = read_file(p, ('premise', 'hypothesis'), 'label', ('yes', 'no'))
-    enc = encode(ds, tok, max_len=32)
-    assert enc.column_names == ['label', 'input_ids', 'token_type_ids']
-    r0, r1 = enc[0], enc[1]
-    # longest_first: the long premise loses tokens, the 2-token hypothesis is kept whole
-    assert len(r0['input_ids']) == 32 and r0['input_ids'][-4:] == [tok.sep_token_id, *tok('short one', add_special_tokens=False)['input_ids'], tok.sep_token_id][-4:]
-    assert r0['token_type_ids'] == [0] * 29 + [1] * 3
-    assert r1['input_ids'] == tok('A cat.', 'An animal.')['input_ids'] and len(r1['input_ids']) < 32   # no padding
-    single = encode(load_task('sst2', 'dev').select(range(4)), tok)
-    assert all(set(t) == {0} for t in single['token_type_ids']) and all(i[0] == 101 and i[-1] == 102 for i in single['input_ids'])
 
 
 # ---------------------------------------------------------------- D_LM packing

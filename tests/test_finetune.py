@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 from pd_nb.core import BertConfig, set_seed
-from pd_nb.data import get_tokenizer, load_task, encode, DataError
+from pd_nb.data import get_tokenizer, load_task, read_file, DataError
 from pd_nb.bert import BertForSequenceClassification
 from pd_nb.hub import save_hf
 from pd_nb.learner import Learner, DataLoaders, CheckpointCB, Callback
@@ -81,13 +81,28 @@ def test_pair_truncation_longest_first_matches_tokenizer():
     assert tok.convert_ids_to_tokens(ex.tokens(0).tolist()) == ['[CLS]', 'one', 'two', 'three', '[SEP]', 'red', 'blue', '[SEP]']
     assert ex.n_first[0] == 5
 
-def test_tokenize_matches_data_encode_on_rte():
-    ds = load_task('rte', 'dev').select(range(20))
-    ex, ref = tokenize_examples(ds, max_len=64), encode(ds, max_len=64)
-    for i in range(20):
-        assert ex.tokens(i).tolist() == ref[i]['input_ids']
-        assert collate_examples(ex, [i])['token_type_ids'][0].tolist() == ref[i]['token_type_ids']
+def test_tokenize_matches_the_tokenizer_on_rte():
+    ds, tok = load_task('rte', 'dev').select(range(20)), get_tokenizer()
+    ex = tokenize_examples(ds, max_len=64)
+    for i in range(20):                                  # one example at a time, straight from the tokenizer
+        ref = tok(ds['text_a'][i], ds['text_b'][i], truncation='longest_first', max_length=64, return_token_type_ids=True)
+        assert ex.tokens(i).tolist() == ref['input_ids']
+        assert collate_examples(ex, [i])['token_type_ids'][0].tolist() == ref['token_type_ids']
     assert ex.labels.tolist() == ds['label']
+
+def test_tokenize_longest_first_and_single_sentences(tmp_path):
+    tok = get_tokenizer()
+    p = tmp_path / 'a.jsonl'
+    p.write_text(json.dumps({'premise': 'word ' * 100, 'hypothesis': 'short one', 'label': 0}) + '\n'
+                 + json.dumps({'premise': 'A cat.', 'hypothesis': 'An animal.', 'label': 1}) + '\n')
+    ex = tokenize_examples(read_file(p, ('premise', 'hypothesis'), 'label', ('yes', 'no')), tok, max_len=32)
+    # longest_first: the long premise loses tokens, the 2-token hypothesis is kept whole
+    assert len(ex.tokens(0)) == 32 and ex.tokens(0).tolist()[-4:] == [tok.sep_token_id, *tok('short one', add_special_tokens=False)['input_ids'], tok.sep_token_id][-4:]
+    assert ex.n_first[0] == 29
+    assert ex.tokens(1).tolist() == tok('A cat.', 'An animal.')['input_ids'] and len(ex.tokens(1)) < 32   # no padding
+    single = tokenize_examples(load_task('sst2', 'dev').select(range(4)), tok)
+    assert all(ex_n == len(single.tokens(i)) for i, ex_n in enumerate(single.n_first))
+    assert all(single.tokens(i)[0] == 101 and single.tokens(i)[-1] == 102 for i in range(4))
 
 def test_collate_pads_and_keeps_fields():
     ex = tokenize_examples(TEXTS).with_fields(labels=np.arange(8) % 2, teacher_probs=np.full((8, 2), 0.5, np.float32))
@@ -234,7 +249,7 @@ def test_sweep_mean_std_and_choice(tmp_path):
     assert (tmp_path / 'sw' / 'model.safetensors').exists() and not list((tmp_path / 'sw' / 'runs').glob('*/model.safetensors'))
 
 def test_config_checks():
-    with pytest.raises(ValueError, match='unknown fine-tuning option'): finetune_config('test', learning_rate=1)
+    with pytest.raises(ValueError, match=r"fine-tuning preset 'test': unknown field\(s\) \['learning_rate'\]"): finetune_config('test', learning_rate=1)
     with pytest.raises(ValueError, match='batch_size'): FinetuneConfig(batch_size=0)
     with pytest.raises(ValueError, match='warmup'): FinetuneConfig(warmup=10)
     assert eval_split('sst2') == 'dev' and eval_split('mnli') == 'dev_matched' and eval_split('imdb') == 'test'

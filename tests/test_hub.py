@@ -1,5 +1,5 @@
 """pd_nb.hub against Hugging Face transformers: numerical parity, folders HF loads unchanged, bit-exact
-round trips, the packaged MiniLM, config conversion, load errors and predict_file."""
+round trips, the packaged MiniLM, config conversion, load errors, and predict_file (chapter 06) against Hugging Face's classifier."""
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -9,7 +9,9 @@ import transformers
 from pd_nb.core import BertConfig, minilm_dir, set_seed
 from pd_nb.bert import BertModel, BertForMaskedLM, BertForSequenceClassification
 from pd_nb.hub import (to_hf_config, from_hf_config, hf_key_map, load_hf_state_dict, HFLoadError, from_hf, save_hf,
-                       resolve_hf_dir, released_student_id, read_examples, predict_file, checkpoint_heads)
+                       resolve_hf_dir, released_student_id, checkpoint_heads)
+from pd_nb.data import read_unlabelled
+from pd_nb.finetune import predict_file
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -208,7 +210,11 @@ def test_predict_file_txt_jsonl_tsv(tmp_path, clf_dir):
         assert [(r['text'], r['text_b']) for r in rows] == pairs
         assert max(abs(r['probs'][n] - p[j].item()) for r, p in zip(rows, ref) for j, n in enumerate(['neg', 'neu', 'pos'])) < 1e-5
 
-def test_read_examples_fields_and_errors(tmp_path):
+def read_examples(path):
+    ds = read_unlabelled(path)
+    return list(zip(ds['text_a'], ds['text_b'] if 'text_b' in ds.column_names else [None] * len(ds)))
+
+def test_read_unlabelled_fields_and_errors(tmp_path):
     (tmp_path / 'a.jsonl').write_text('{"text_a": "x", "text_b": "y"}\n\n{"text_a": "z", "text_b": "w"}\n')
     assert read_examples(tmp_path / 'a.jsonl') == [('x', 'y'), ('z', 'w')]
     (tmp_path / 'b.tsv').write_text('sentence\tlabel\nhello there \t1\n')
@@ -219,11 +225,11 @@ def test_read_examples_fields_and_errors(tmp_path):
     (tmp_path / 'd.jsonl').write_text('{"text": "x"}\n{"text": "y"\n')
     with pytest.raises(ValueError, match='line 2: not valid JSON'): read_examples(tmp_path / 'd.jsonl')
     (tmp_path / 'e.jsonl').write_text('{"body": "x"}\n')
-    with pytest.raises(ValueError, match=r"line 1: no text field found .* found \['body'\]"): read_examples(tmp_path / 'e.jsonl')
+    with pytest.raises(ValueError, match=r"e.jsonl: no text field found .* found \['body'\]"): read_examples(tmp_path / 'e.jsonl')
     (tmp_path / 'q.jsonl').write_text('{"question": "who?", "sentence": "me."}\n')
     assert read_examples(tmp_path / 'q.jsonl') == [('who?', 'me.')]                    # QNLI's pair names
     (tmp_path / 'f.jsonl').write_text('{"text": "x"}\n{"text": 3}\n')
-    with pytest.raises(ValueError, match="line 2: field 'text' is 3"): read_examples(tmp_path / 'f.jsonl')
+    with pytest.raises(ValueError, match="line 2: field 'text' must be text, found int 3"): read_examples(tmp_path / 'f.jsonl')
     (tmp_path / 'g.tsv').write_text('sentence\tlabel\nx\t1\textra\n')
     with pytest.raises(ValueError, match='line 2: 3 tab-separated fields'): read_examples(tmp_path / 'g.tsv')
     (tmp_path / 'h.txt').write_text('\n\n')

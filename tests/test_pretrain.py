@@ -60,7 +60,7 @@ def test_sparse_head_loss_equals_hugging_face_dense_loss():
     assert torch.allclose(a.logits, b.logits[yb != -100], atol=1e-4)
 
 def test_pretrain_config_rejects_unknown_fields_and_presets():
-    with pytest.raises(ValueError, match='unknown pretraining option'): pretrain_config('test', learning_rate=1)
+    with pytest.raises(ValueError, match=r"pre-training preset 'test': unknown field\(s\) \['learning_rate'\]"): pretrain_config('test', learning_rate=1)
     with pytest.raises(ValueError, match='unknown pretraining preset'): pretrain_config('huge')
 
 def test_cli_pretrain_writes_hf_folder_that_learned(tmp_path):

@@ -128,7 +128,7 @@ def test_cli_run(tmp_path, capsys):
     import json
     bad = tmp_path / 'bad.json'; bad.write_text(json.dumps({'task': 'sst2', 'finetune': {'lr': 1e-3, 'lrr': 1}}))
     assert main(['run', 'basic', '--config', str(bad), '--out-dir', str(tmp_path)]) == 2
-    assert "unknown field(s) ['lrr'] in 'finetune'" in capsys.readouterr().err
+    assert "field 'finetune': unknown field(s) ['lrr'] for FinetuneConfig" in capsys.readouterr().err
     assert main(['run', 'basic']) == 2 and '--out-dir' in capsys.readouterr().err
     good = tmp_path / 'good.json'
     good.write_text(json.dumps({'size': [2, 128], 'student_overrides': {'max_positions': 64},
