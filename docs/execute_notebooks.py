@@ -158,11 +158,15 @@ def main(argv=None):
         for n, r in stale.items(): print(f"nbs/{n}.ipynb: {'; '.join(r)}")
         if a.check: sys.exit(1 if stale else 0)
         paths = [NBS / f'{n}.ipynb' for n in stale]
+    failed = []
     for q in paths:
         print(f'executing nbs/{q.name} on {a.threads} thread(s) ...', flush=True)
-        record[q.stem] = execute(q.stem, a.threads, a.timeout)
+        try: record[q.stem] = execute(q.stem, a.threads, a.timeout)
+        except subprocess.CalledProcessError:
+            failed.append(q.name); print(f'  FAILED (its earlier record is kept)', flush=True); continue
         save_record(record)                                  # after each chapter: an interrupted batch keeps what ran
         print(f"  {record[q.stem]['seconds']:.0f} s", flush=True)
+    if failed: sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == '__main__':

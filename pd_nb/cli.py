@@ -12,7 +12,7 @@ from .core import (all_student_configs, bert_param_count, paper_params_m, repo_r
                         config_update, is_size, NAMED_SIZES)
 from .data import get_task, load_transfer, read_labelled
 from .pretrain import PretrainConfig, PRETRAIN_PRESETS, pretrain_config, pretrain
-from .finetune import FinetuneConfig, finetune, classifier_tokenizer, predict_file
+from .finetune import FinetuneConfig, finetune, classifier_tokenizer, predict_file, example_columns
 from .teacher import TEACHER_CONFIG, train_teacher
 from .distill import DistillConfig, distill, init_student, teacher_task
 from .recipes import RecipeConfig, get_recipe, run_recipe, demo_configs, RECIPES, default_pretrained
@@ -20,7 +20,8 @@ from .recipes import RecipeConfig, get_recipe, run_recipe, demo_configs, RECIPES
 # %% auto #0
 __all__ = ['COMMANDS', 'EVAL_DEFAULTS', 'size_rows', 'format_table', 'command', 'cmd_sizes', 'build_parser', 'main',
            'cmd_predict', 'config_from_file', 'flag_values', 'cmd_pretrain', 'cmd_demo', 'recipe_config', 'cmd_run',
-           'check_out_dir', 'stage_config', 'cmd_teacher', 'cmd_finetune', 'cli_student', 'cmd_distill', 'cmd_eval']
+           'check_out_dir', 'stage_config', 'cmd_teacher', 'cmd_finetune', 'cli_student', 'cmd_distill',
+           'labels_are_indices', 'cmd_eval']
 
 # %% ../nbs/10_cli.ipynb #76d6a68e
 def size_rows() -> list[dict]:
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run `pd_nb COMMAND ...`; user errors print one line on stderr and return 2."""
     args = build_parser().parse_args(argv)
+    import warnings
+    shown = warnings.showwarning                         # a warning is one line too, naming the command
+    warnings.showwarning = lambda message, *a, **k: print(f"pd_nb {args.command}: warning: {message}", file=sys.stderr)
     try:
         args.func(args)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"pd_nb {args.command}: interrupted", file=sys.stderr); return 130
     finally:                                             # under torchrun: leave the process group cleanly
+        warnings.showwarning = shown
         import torch.distributed as dist
         if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
     return 0
@@ -264,7 +269,6 @@ def stage_config(args, cls, base=None):
     "A `cls` (FinetuneConfig / DistillConfig) from `base` (default `cls()`), then `--config` FILE, then the flags that were given."
     cfg = config_from_file(getattr(args, 'config', None), base if base is not None else cls())
     flags = flag_values(args, [f.name for f in fields(cls)])
-    if isinstance(flags.get('seed'), list): flags['seed'] = flags['seed'][0]
     return config_update(cfg, flags, 'the flags')
 
 def _stage_flags(p, train: bool = True):
@@ -286,7 +290,8 @@ def cmd_teacher(args):
     """Fine-tune `--backbone` on `--task` into `--out` (TEACHER_CONFIG < config file < flags; `--sweep`: the BERT grid)."""
     out = check_out_dir(args.out, args.overwrite)
     cfg = stage_config(args, FinetuneConfig, TEACHER_CONFIG)
-    info = train_teacher(args.task, out, args.backbone, cfg, sweep=args.sweep, seeds=args.seed or (cfg.seed,),
+    if args.seeds: cfg = replace(cfg, seed=args.seeds[0])
+    info = train_teacher(args.task, out, args.backbone, cfg, sweep=args.sweep, seeds=args.seeds or (cfg.seed,),
                          data_dir=args.data_dir, progress=not args.quiet)
     print(f"wrote {out} (teacher.json: dev accuracy {info['dev_accuracy']:.4f}, {info['params'] / 1e6:.1f}M parameters)")
 
@@ -295,7 +300,7 @@ def _teacher_args(p):
     p.add_argument('--task', default='sst2', help='the task (default sst2)')
     p.add_argument('--backbone', default='minilm', help="pre-trained checkpoint: 'minilm' (offline default), a hub id such as bert-large-uncased, or a folder")
     p.add_argument('--sweep', action='store_true', help='choose batch size and learning rate on dev over the BERT grid')
-    p.add_argument('--seed', type=int, nargs='+', help='seed (several: per grid point with --sweep)')
+    p.add_argument('--seed', dest='seeds', type=int, nargs='+', help='seed (several: per grid point with --sweep)')
     _stage_flags(p)
 cmd_teacher.add_args = _teacher_args
 
@@ -318,7 +323,7 @@ def _finetune_args(p):
     p.add_argument('--task', default='sst2', help='the task: label space, metric, default splits (default sst2)')
     p.add_argument('--train', help="labelled .tsv/.jsonl training file (default: the task's train split)")
     p.add_argument('--dev', help="labelled .tsv/.jsonl dev file (default: the task's dev split)")
-    p.add_argument('--seed', type=int, nargs=1)
+    p.add_argument('--seed', type=int)
     p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in OUT/run (needs --ckpt-every)')
     _stage_flags(p)
 cmd_finetune.add_args = _finetune_args
@@ -349,19 +354,20 @@ def cmd_distill(args):
     out = check_out_dir(args.out, args.overwrite, args.resume)
     cfg = stage_config(args, DistillConfig)
     spec = get_task(args.task) if args.task else None
-    load_teacher(args.teacher, spec)                       # a missing teacher or other labels: refused before anything else
+    teacher, t_tok = load_teacher(args.teacher, spec, allow_unnamed=args.allow_unnamed)   # loaded once; a missing teacher or
+                                                                                         # other labels: refused before anything else
     with warnings.catch_warnings(record=True) as caught:   # e.g. a transfer file with labels: say so, then drop them
         warnings.simplefilter('always')
         dt = load_transfer(args.transfer, args.data_dir, max_examples=args.max_transfer, seed=cfg.seed, task=spec)
     for w in caught: print(f"pd_nb distill: warning: {w.message}", file=sys.stderr)
-    names = spec.label_names if spec else teacher_task(args.teacher).label_names
+    names = spec.label_names if spec else teacher_task(teacher).label_names
     student = cli_student(args.student, args.size, names, cfg.seed)
     dev = read_labelled(args.dev, names) if args.dev else None
     kind, _, src = args.student.partition(':')
     src = src if kind in ('truncated', 'embeddings') else args.student
     tok = classifier_tokenizer(src) if not is_size(args.student) and Path(src).is_dir() else None   # a checkpoint's own tokenizer
-    s = distill(student, args.teacher, dt, spec, cfg, out, dev=dev, tokenizer=tok, data_dir=args.data_dir, resume=args.resume,
-                progress=not args.quiet)
+    s = distill(student, teacher, dt, spec, cfg, out, dev=dev, tokenizer=tok, teacher_tokenizer=t_tok, data_dir=args.data_dir,
+                resume=args.resume, progress=not args.quiet, allow_unnamed=args.allow_unnamed, teacher_name=str(args.teacher))
     what = 'agreement with the teacher' if s['dev_split'].endswith('(teacher argmax)') else f"dev {s['metric']}"
     print(f"distilled {args.teacher} into a {s['student'][0]}/{s['student'][1]} student ({s['params'] / 1e6:.2f}M parameters) on "
           f"{s['n_transfer']:,} transfer examples, {s['steps']} steps: {what} {s['dev_score']:.4f} ({s['n_dev']} examples); wrote {out}")
@@ -378,10 +384,16 @@ def _distill_args(p):
     p.add_argument('--temperature', type=float, help='softmax temperature T (default 1, the paper)')
     p.add_argument('--t2-scale', action='store_true', default=None, help='multiply the loss by T^2')
     p.add_argument('--alpha', type=float, help='weight of gold labels (needs a labelled D_T; default 0, the paper)')
-    p.add_argument('--seed', type=int, nargs=1)
+    p.add_argument('--seed', type=int)
+    p.add_argument('--allow-unnamed', action='store_true', help="accept a teacher with generic LABEL_i names for --task (class i = the task's i-th label)")
     p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in OUT/run (needs --ckpt-every)')
     _stage_flags(p, train=False)
 cmd_distill.add_args = _distill_args
+
+def labels_are_indices(path) -> bool:
+    "Whether every label of the labelled file `path` is an integer (class indices rather than label names)."
+    names = example_columns(read_labelled(path, None))[3] or ()
+    return list(names) == [str(i) for i in range(len(names))]
 
 EVAL_DEFAULTS = dict(task='sst2', split=None, data=None, data_dir=None, max_len=128, batch_size=256, max_n=None, allow_unnamed=False)
 
@@ -400,7 +412,11 @@ def cmd_eval(args):
     model, tok = load_teacher(args.model)                  # refuses a folder without a trained classification head
     n = model.cfg.n_labels if hasattr(model, 'cfg') else model.config.num_labels
     if n != spec.n_labels: raise ValueError(f"model {args.model} has {n} classes, task {spec.name!r} has {spec.n_labels} labels {list(spec.label_names)}")
-    check_label_names(checkpoint_label_names(args.model), spec, f"model {args.model}", args.allow_unnamed)
+    named = checkpoint_label_names(args.model)
+    if named is None and args.data and not args.allow_unnamed and labels_are_indices(args.data):
+        print(f"pd_nb eval: {args.model} has no label names (LABEL_0, LABEL_1, ...), so the integer labels of {args.data} are "
+              f"read as its class indices", file=sys.stderr)
+    else: check_label_names(named, spec, f"model {args.model}", args.allow_unnamed)
     split = args.split or eval_split(spec)
     data = read_labelled(args.data, spec.label_names) if args.data else None
     ex = as_examples(data, spec, split, tok, args.max_len, args.max_n, 0, args.data_dir)

@@ -17,9 +17,10 @@ __all__ = ['TOKENIZER_FILES', 'SENTIMENT', 'NLI3', 'TASKS', 'LM_CORPORA', 'LM_CA
            'get_tokenizer', 'iter_lines', 'iter_tsv', 'iter_jsonl', 'iter_text_lines', 'file_format', 'Columns',
            'hf_datasets', 'columns_dataset', 'concat_datasets', 'records_to_dataset', 'read_file', 'read_hf',
            'clean_review', 'TaskSpec', 'get_task', 'eval_split', 'resolve_data_dir', 'load_task', 'task_counts',
-           'split_sentences', 'find_text_fields', 'load_transfer', 'read_unlabelled', 'read_labelled', 'lm_sources',
-           'iter_documents', 'tokenizer_fingerprint', 'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap',
-           'open_packed_lm', 'lm_memmap_info', 'RowBatch', 'Rows', 'rows_batch', 'make_sample']
+           'split_sentences', 'find_text_fields', 'subsample', 'text_keys', 'load_transfer', 'read_unlabelled',
+           'read_labelled', 'lm_sources', 'iter_documents', 'tokenizer_fingerprint', 'lm_cache_key', 'RowPacker',
+           'build_lm_memmap', 'open_lm_memmap', 'open_packed_lm', 'lm_memmap_info', 'RowBatch', 'Rows', 'rows_batch',
+           'make_sample']
 
 # %% ../nbs/01_data.ipynb #e3869672
 class DataError(ValueError):
@@ -461,7 +462,8 @@ def _first_record(path) -> dict:
     if first is None: raise DataError(f"{path}: no examples (expected at least one data row)")
     return first[1]
 
-def _subsample(ds, max_examples: int | None, seed: int):
+def subsample(ds, max_examples: int | None, seed: int):
+    "A seeded random subset of `max_examples` examples of `ds`, in their original order (all of `ds` when None or larger)."
     if max_examples is None or max_examples >= len(ds): return ds
     idx = np.sort(np.random.default_rng(seed).choice(len(ds), max_examples, replace=False))
     return ds.select(idx)
@@ -470,7 +472,7 @@ def _sentences_dataset(texts: Iterable[str]):
     return columns_dataset({'text_a': [s for t in texts for s in split_sentences(t)]})
 
 # %% ../nbs/01_data.ipynb #a9b5654a
-def _text_keys(ds) -> list[str]:
+def text_keys(ds) -> list[str]:
     "Each example's words, lower-cased, without punctuation (a pair as 'a<TAB>b'): the key of the overlap check."
     norm = lambda t: ' '.join(re.sub(r'[\W_]+', ' ', t.lower()).split())
     if 'text_b' in ds.column_names: return [norm(a) + '\t' + norm(b) for a, b in zip(ds['text_a'], ds['text_b'])]
@@ -478,7 +480,7 @@ def _text_keys(ds) -> list[str]:
 
 def _drop_texts(ds, keys: set):
     if not keys: return ds, 0
-    keep = [i for i, k in enumerate(_text_keys(ds)) if k not in keys]
+    keep = [i for i, k in enumerate(text_keys(ds)) if k not in keys]
     return (ds, 0) if len(keep) == len(ds) else (ds.select(keep), len(ds) - len(keep))
 
 def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_examples: int | None = None,
@@ -505,7 +507,7 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
     root, _ = resolve_data_dir(data_dir)
     held_keys = set()
     if held is not None and held[1] in spec.files and (root / spec.files[held[1]]).exists():
-        held_keys = set(_text_keys(load_task(spec, held[1], root)))
+        held_keys = set(text_keys(load_task(spec, held[1], root)))
     refuse = lambda: DataError(f"transfer set {src!r} for task {held[0]!r} is empty once {held[0]}'s evaluation split "
                                f"{held[1]!r} is left out (in {root}); pass another transfer source")
     dropped = 0
@@ -535,7 +537,7 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
     if dropped: warnings.warn(f"transfer set {src!r}: dropped {dropped:,} examples whose text is in the {held[1]!r} split "
                               f"of task {held[0]!r}, its evaluation data")
     if held is not None and len(ds) == 0: raise refuse()
-    return _subsample(ds, max_examples, seed)
+    return subsample(ds, max_examples, seed)
 
 # %% ../nbs/01_data.ipynb #2d1ab002
 def read_unlabelled(path, labels_note: str | None = None):

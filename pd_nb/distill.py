@@ -11,10 +11,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import BertConfig, student_config, set_seed, load_json, per_process_batch
+from .core import BertConfig, student_config, set_seed, per_process_batch
 from .data import DataError, TaskSpec, get_task, eval_split
 from .bert import BertForSequenceClassification, init_bert_weights, count_params
-from .hub import from_hf, resolve_hf_dir
+from .hub import from_hf, from_hf_config, resolve_hf_dir
 from .learner import Learner, DataLoaders, CheckpointCB, main_process_first, read_log
 from .finetune import (save_stage, TokenizedExamples, tokenize_examples, classification_loader, evaluate_classifier, BestModelCB,
                             task_metrics, as_examples, check_label_names, checkpoint_label_names,
@@ -190,12 +190,13 @@ def same_vocab(tok_a, tok_b) -> bool:
     return tok_a is tok_b or tok_a.get_vocab() == tok_b.get_vocab()
 
 # %% ../nbs/08_distill.ipynb #7e1c0a11
-def teacher_task(teacher, pair: bool = False) -> TaskSpec:
+def teacher_task(teacher, pair: bool = False, name: str | None = None) -> TaskSpec:
     """A task whose label space is the teacher's own: for distilling a teacher when no task is named.
 
     Args:
         teacher: a fine-tuned classifier folder / hub id, or a model (ours or Hugging Face's).
         pair: whether the examples are sentence pairs.
+        name: where the teacher came from, for the task's name (default the folder, or the model's class).
 
     Returns:
         A `TaskSpec` named after the teacher, with its label names (generic `LABEL_i` when it has none),
@@ -204,15 +205,17 @@ def teacher_task(teacher, pair: bool = False) -> TaskSpec:
     names = checkpoint_label_names(teacher)
     if names is None:
         if isinstance(teacher, nn.Module): n = teacher.cfg.n_labels if hasattr(teacher, 'cfg') else teacher.config.num_labels
-        else: n = len(load_json(resolve_hf_dir(teacher) / 'config.json').get('id2label') or {})
-        if n < 2: raise ValueError(f"teacher {teacher}: its config declares {n} classes (id2label); a classifier teacher needs at least 2")
+        else: n = from_hf_config(resolve_hf_dir(teacher) / 'config.json')[0].n_labels   # as transformers reads it: id2label, num_labels, else 2
+        if n < 2: raise ValueError(f"teacher {teacher}: its config declares {n} class (num_labels); a classifier teacher needs at least 2")
         names = [f'LABEL_{i}' for i in range(n)]
-    name = f"teacher:{Path(str(teacher)).name}" if isinstance(teacher, (str, Path)) else f"teacher:{type(teacher).__name__}"
+    src = name if name is not None else teacher
+    name = f"teacher:{Path(str(src)).name}" if isinstance(src, (str, Path)) else f"teacher:{type(src).__name__}"
     return TaskSpec(name, {}, ('text_a', 'text_b') if pair else ('text',), 'label', tuple(names))
 
 # %% ../nbs/08_distill.ipynb #45d7dc09
 def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg: DistillConfig | None = None, out_dir=None, *,
-            dev=None, tokenizer=None, teacher_tokenizer=None, data_dir=None, resume: bool = False, progress: bool = True, cbs=()) -> dict:
+            dev=None, tokenizer=None, teacher_tokenizer=None, data_dir=None, resume: bool = False, progress: bool = True, cbs=(),
+            allow_unnamed: bool = False, teacher_name: str | None = None) -> dict:
     """Step 2 of Algorithm 1: train `student` on D_T against the teacher's soft labels; keep the best dev model.
 
     Args:
@@ -235,6 +238,9 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
         resume: continue from the latest checkpoint in `out_dir/run` (needs `cfg.ckpt_every`).
         progress: show a progress bar.
         cbs: extra Learner callbacks.
+        allow_unnamed: accept a teacher whose classes have only generic `LABEL_i` names for `task` (you vouch that
+            its class i is the task's i-th label).
+        teacher_name: how the summary names a teacher passed as a model (default its folder, or its class name).
 
     Returns:
         The summary written to `distill_metrics.json`: dev metrics of the best checkpoint (`dev`,
@@ -255,7 +261,7 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
     probs_given = isinstance(teacher, (np.ndarray, torch.Tensor))
     if task is None:
         if probs_given: raise ValueError("teacher probabilities carry no label names: name the task, or pass the teacher folder / model")
-        spec = teacher_task(teacher, pair=bool(pair))
+        spec = teacher_task(teacher, pair=bool(pair), name=teacher_name)
     else: spec = get_task(task)
     own_labels = task is None                                 # labels taken from the teacher: nothing to check them against
     if out is not None and not resume and any((out / 'run' / 'checkpoints').glob('step_*')):
@@ -275,10 +281,10 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
     else:
         if isinstance(transfer, TokenizedExamples):
             raise ValueError("with a teacher model, D_T must be text (the teacher tokenizes it itself), not TokenizedExamples")
-        _, t_tok = load_teacher(teacher, None if own_labels else spec, teacher_tokenizer)
+        t_model, t_tok = load_teacher(teacher, None if own_labels else spec, teacher_tokenizer, allow_unnamed)   # loaded once
         if not same_vocab(tok, t_tok): raise ValueError(_vocab_msg(tok, t_tok))
-        probs = main_process_first(lambda: label_transfer_set(teacher, transfer, t_tok, cfg.max_len, task=None if own_labels else spec))
-        source = str(teacher) if isinstance(teacher, (str, Path)) else type(teacher).__name__
+        probs = main_process_first(lambda: label_transfer_set(t_model, transfer, t_tok, cfg.max_len))
+        source = teacher_name or (str(teacher) if isinstance(teacher, (str, Path)) else type(teacher).__name__)
     if t_tok is not None and not same_vocab(tok, t_tok): raise ValueError(_vocab_msg(tok, t_tok))
     if len(tok) > student.cfg.vocab_size: raise ValueError(f"the tokenizer has {len(tok)} tokens, the student only {student.cfg.vocab_size} embeddings")
     probs = check_teacher_probs(probs, n, student.cfg.n_labels)
@@ -311,10 +317,11 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
     learn.fit(cfg.epochs, max_steps=cfg.max_steps, resume=resume)
     rec = best.restore(learn)
     final = evaluate_classifier(learn.model, dv, spec, cfg.eval_batch_size, learn.device, learn.precision)
-    train_recs = [r for r in (read_log(out / 'run') if out else learn.history) if 'loss' in r]
+    log = read_log(out / 'run') if out else learn.history              # the whole run's log, also across a resume
+    train_recs, evals = [r for r in log if 'loss' in r], [r for r in log if f'valid_{spec.metric}' in r]
     summary = dict(task=spec.name, init=config['init'], teacher=source, label_names=list(spec.label_names), metric=spec.metric,
                    dev_split=dev_split, dev=final, dev_score=final[spec.metric],
-                   best_step=rec['step'], best_epoch=rec['epoch'], evals=best.evals, steps=learn.step,
+                   best_step=rec['step'], best_epoch=rec['epoch'], evals=evals, steps=learn.step,
                    first_loss=train_recs[0]['loss'] if train_recs else None, last_loss=train_recs[-1]['loss'] if train_recs else None,
                    n_transfer=len(tr), n_dev=len(dv), batch_size=cfg.batch_size, lr=cfg.lr,
                    temperature=cfg.temperature, t2_scale=cfg.t2_scale, alpha=cfg.alpha, seed=cfg.seed,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_finetune.ipynb #4eb3fe7e
 from __future__ import annotations
-import copy, functools, itertools, json, shutil, time
+import copy, functools, itertools, json, shutil, time, warnings
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -330,7 +330,7 @@ def check_label_names(names: Sequence[str] | None, task: str | TaskSpec, what: s
         if allow_unnamed: return
         raise LabelMismatchError(f"{what} has no label names (config id2label is LABEL_0..): cannot check it against task "
                                  f"{spec.name!r}, whose labels are {want}. Save it with label names (save_hf(..., label_names=...), "
-                                 f"or id2label in config.json), or pass allow_unnamed=True if its class i is {want}[i].")
+                                 f"or id2label in config.json), or pass allow_unnamed=True (--allow-unnamed) if its class i is {want}[i].")
     names = list(names)
     if names != want:
         how = ('the same labels in another order' if sorted(names) == sorted(want) else
@@ -414,7 +414,7 @@ def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | 
     Args:
         model_dir: folder (or hub id) of a BERT sequence classifier with its tokenizer files.
         input_path: `.txt` (a line per example), `.jsonl(.xz)` or `.tsv` with a header (see `read_unlabelled`).
-        max_len: longer inputs are truncated to this many tokens (at most the model's position table).
+        max_len: longer inputs are truncated to this many tokens (at most the model's position table), with a warning.
         overwrite: replace an existing `out_path` (otherwise an earlier result there is refused, never overwritten).
 
     Raises:
@@ -438,9 +438,11 @@ def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | 
     if max_len > model.cfg.max_positions: raise ValueError(f"max_len={max_len} exceeds the {model.cfg.max_positions} positions of {model_dir}")
     if not has_tokenizer(folder):
         raise FileNotFoundError(f"{folder}: no tokenizer files (tokenizer.json or vocab.txt); save the model with its tokenizer (save_hf does)")
-    probs = torch.from_numpy(predict_logits(model, tokenize_examples(data, get_tokenizer(folder), max_len), batch_size, device)).softmax(-1)
+    tok, (a, b, _, _) = get_tokenizer(folder), example_columns(data)
+    n_long = sum(len(ids) > max_len for ids in tok(a, b, verbose=False)['input_ids'])
+    if n_long: warnings.warn(f"{input_path}: {n_long} of {len(a)} examples are longer than max_len={max_len} tokens; they are truncated")
+    probs = torch.from_numpy(predict_logits(model, tokenize_examples(data, tok, max_len), batch_size, device)).softmax(-1)
     names = model.label_names or [f'LABEL_{i}' for i in range(model.cfg.n_labels)]
-    a, b, _, _ = example_columns(data)
     with atomic_path(out_path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
         for i, p in enumerate(probs.tolist()):
             rec = {'text': a[i], **({'text_b': b[i]} if b is not None else {}), 'probs': {n: round(x, 6) for n, x in zip(names, p)},

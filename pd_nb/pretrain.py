@@ -4,13 +4,13 @@
 
 # %% ../nbs/05_pretrain.ipynb #123b6780
 from __future__ import annotations
-import shutil, time
+import shutil, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from .core import (student_config, set_seed, save_json, write_manifest, per_process_batch, cpu_has_bf16, config_update)
 from .data import get_tokenizer, build_lm_memmap, lm_memmap_info, Rows, rows_batch
 from .bert import BertForMaskedLM, count_params
@@ -20,7 +20,7 @@ from .learner import Learner, DataLoaders, Callback, CheckpointCB, TimeLimitCB, 
 # %% auto #0
 __all__ = ['PRETRAIN_PRESETS', 'RELEASED_DROPOUT', 'mask_tokens', 'MLMMaskCB', 'masked_eval_set', 'evaluate_mlm', 'MLMEvalCB',
            'PretrainConfig', 'pretrain_config', 'compact_checkpoint', 'seed_run_from', 'milestone_name', 'MilestoneCB',
-           'pretrain']
+           'held_out_rows', 'pretrain']
 
 # %% ../nbs/05_pretrain.ipynb #3e812ad3
 def mask_tokens(input_ids: torch.Tensor, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15,
@@ -247,6 +247,20 @@ class MilestoneCB(Callback):
         compact_checkpoint(ck, self.out / 'resume', learn.run_dir)
         return d
 
+# %% ../nbs/05_pretrain.ipynb #ho000002
+def held_out_rows(n_rows: int, valid_rows: int, min_rows: int = 16, max_share: float = 0.05) -> int:
+    """How many of `n_rows` packed rows to hold out for the MLM evaluation: `valid_rows`, but no more than `max_share`
+    of a corpus too small for it, and no fewer than `min_rows`.
+
+    Raises:
+        ValueError: a corpus too small to hold out `min_rows` rows and train on at least as many.
+    """
+    k = min(valid_rows, max(min_rows, int(n_rows * max_share)))
+    if n_rows < 2 * k:
+        raise ValueError(f"the corpus packs into only {n_rows} rows: too few to hold out {k} for evaluation and train on the rest "
+                         f"(at least {2 * min_rows} rows needed; give more text)")
+    return k
+
 # %% ../nbs/05_pretrain.ipynb #358327e9
 def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, progress: bool = True,
              resume_from=None, cbs=()) -> dict:
@@ -276,9 +290,12 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
         raise FileExistsError(f"{out} holds checkpoints of an earlier run: pass resume=True (--resume) to continue it, or choose another output folder")
     tok = get_tokenizer()
     mm = main_process_first(lambda: build_lm_memmap(list(cfg.corpus), tok, cfg.seq_len, cfg.max_tokens, data_dir=data_dir))
-    if len(mm) <= cfg.valid_rows:
-        raise ValueError(f"D_LM {list(cfg.corpus)} packs into only {len(mm)} rows of {cfg.seq_len}; need more than valid_rows={cfg.valid_rows}")
-    train_rows, valid_rows = mm[:-cfg.valid_rows], mm[-cfg.valid_rows:]
+    try: n_held = held_out_rows(len(mm), cfg.valid_rows)
+    except ValueError as e: raise ValueError(f"D_LM {list(cfg.corpus)} ({cfg.seq_len}-token rows): {e}") from None
+    if n_held < cfg.valid_rows:
+        warnings.warn(f"D_LM {list(cfg.corpus)} packs into {len(mm):,} rows of {cfg.seq_len} tokens: holding out {n_held} of them "
+                      f"for evaluation instead of valid_rows={cfg.valid_rows}")
+    train_rows, valid_rows = mm[:-n_held], mm[-n_held:]
     special = sorted(tok.all_special_ids)
     eval_set = masked_eval_set(valid_rows, tok.mask_token_id, len(tok), special, 0.15)   # BERT's rate, whatever the training rate
     model = BertForMaskedLM(student_config(cfg.size, dropout=cfg.dropout, attn_dropout=cfg.dropout))
@@ -308,7 +325,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
     info = lm_memmap_info(mm)
     summary = dict(size=cfg.size, params=count_params(learn.model), steps=learn.step, batch_size=cfg.batch_size,
                    seq_len=cfg.seq_len, tokens_seen=learn.step * cfg.batch_size * cfg.seq_len,
-                   corpus_rows=len(mm), corpus_tokens=info['n_tokens'], held_out_rows=cfg.valid_rows,
+                   corpus_rows=len(mm), corpus_tokens=info['n_tokens'], held_out_rows=n_held,
                    held_out_masked_tokens=final['n_masked'],
                    init_mlm_loss=init['mlm_loss'], init_mlm_accuracy=init['mlm_accuracy'],
                    final_mlm_loss=final['mlm_loss'], final_mlm_accuracy=final['mlm_accuracy'],

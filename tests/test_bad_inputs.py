@@ -17,7 +17,16 @@ def ws(tmp_path_factory):
     save_hf(m, d / 'clf', label_names=['negative', 'positive'])
     (d / 'good.txt').write_text('a fine film\na dull film\n', encoding='utf-8')
     (d / 'earlier.jsonl').write_text('{"kept": true}\n', encoding='utf-8')
+    unnamed_classifier(d / 'unnamed')
+    (d / 'small.txt').write_text('A few words of text, far too few to pre-train on.\n' * 3, encoding='utf-8')
     return d
+
+def unnamed_classifier(folder: Path) -> Path:
+    "What most fine-tuned models people have look like: transformers writes no id2label when the labels are the defaults."
+    import transformers
+    cfg = transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    transformers.BertForSequenceClassification(cfg).save_pretrained(folder)
+    return folder
 
 def broken_model(d: Path, name: str, weights: dict) -> Path:
     f = d / name; f.mkdir(exist_ok=True)
@@ -67,6 +76,18 @@ CASES = {   # id: (argv builder, text the one-line message must contain)
     'distill transfer missing':    (lambda d: ['distill', '--teacher', str(d / 'clf'), '--transfer', str(d / 'gone.txt'), '--student', 'tiny',
                                                '--out', str(d / 's2'), '--max-steps', '1'], 'gone.txt'),
     'teacher backbone missing':    (lambda d: ['teacher', '--out', str(d / 't1'), '--backbone', str(d / 'no_backbone'), '--max-steps', '1'], 'no_backbone'),
+    'eval unnamed model on a named task': (lambda d: ['eval', '--model', str(d / 'unnamed'), '--task', 'sst2', '--max-n', '8'], '--allow-unnamed'),
+    'eval unnamed model, label names in the file': (lambda d: ['eval', '--model', str(d / 'unnamed'), '--task', 'sst2', '--data',
+                                                     str(_write(d, 'named.tsv', b'sentence\tlabel\na fine film\tpositive\n'))], '--allow-unnamed'),
+    'distill unnamed teacher for a named task': (lambda d: ['distill', '--teacher', str(d / 'unnamed'), '--task', 'sst2', '--transfer', str(d / 'good.txt'),
+                                                  '--student', 'tiny', '--out', str(d / 's3'), '--max-steps', '1'], '--allow-unnamed'),
+    'run misspelt recipe':         (lambda d: ['run', 'bsic', '--out-dir', str(d / 'r1')], 'bsic'),
+    'run config unknown field':    (lambda d: ['run', 'basic', '--out-dir', str(d / 'r2'), '--config', str(_write(d, 'run.json', b'{"finetune": {"lrr": 1}}'))], 'lrr'),
+    'run misspelt size':           (lambda d: ['run', 'basic', '--out-dir', str(d / 'r3'), '--size', 'tinny', '--max-steps', '1'], 'tinny'),
+    'finetune misspelt size':      (lambda d: ['finetune', '--model', 'tinny', '--out', str(d / 'f1'), '--max-steps', '1'], 'tinny'),
+    'pretrain corpus too small':   (lambda d: ['pretrain', '--preset', 'test', '--out', str(d / 'p8'), '--corpus', str(d / 'small.txt')], 'small.txt'),
+    'demo output is a file':       (lambda d: ['demo', '--tiny', '--out', str(d / 'good.txt')], 'good.txt'),
+    'predict output under a file': (lambda d: ['predict', '--model', str(d / 'clf'), '--input', str(d / 'good.txt'), '--out', str(d / 'good.txt' / 'o.jsonl'), '--max-len', '64'], 'good.txt'),
     'pretrain max minutes <= 0':   (lambda d: ['pretrain', '--preset', 'test', '--out', str(d / 'p7'), '--max-minutes', '-1'], 'max_minutes'),
 }
 
@@ -105,6 +126,32 @@ def test_wrong_input_gets_one_clear_line(case, ws):
     assert 'Traceback' not in err
     assert all(p.read_bytes() == b for p, b in before.items() if p.exists()), f"{case}: an earlier file changed"
 
+def test_at_least_forty_cases():
+    assert len(CASES) >= 40, len(CASES)
+
+def test_disk_full_while_writing_keeps_what_was_there(ws, tmp_path, monkeypatch):
+    "A write that fails half-way (disk full) is one line, and the output file that was there is untouched."
+    import errno
+    out = tmp_path / 'preds.jsonl'; out.write_text('earlier\n')
+    def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(os, 'replace', full)
+    rc, err = run(['predict', '--model', str(ws / 'clf'), '--input', str(ws / 'good.txt'), '--out', str(out), '--overwrite', '--max-len', '64'])
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and 'No space left' in err and 'Traceback' not in err, err
+    assert out.read_text() == 'earlier\n' and sorted(p.name for p in tmp_path.iterdir()) == ['preds.jsonl']   # no temporary left
+
+def test_unnamed_labels_work_where_they_can(ws, tmp_path):
+    "An unnamed classifier: 2 classes as transformers reads it; integer labels in a file are its class indices (said once)."
+    (tmp_path / 'dt.txt').write_text(''.join(f'sentence number {i} about a film\n' for i in range(40)))
+    rc, err = run(['distill', '--teacher', str(ws / 'unnamed'), '--transfer', str(tmp_path / 'dt.txt'), '--student', '2/128',
+                   '--out', str(tmp_path / 'st'), '--max-steps', '2', '--quiet'])
+    assert rc == 0, err
+    assert json.loads((tmp_path / 'st' / 'distill_metrics.json').read_text())['label_names'] == ['LABEL_0', 'LABEL_1']
+    ints = _write(tmp_path, 'ints.tsv', b'sentence\tlabel\na fine film\t1\na dull film\t0\n')
+    rc, err = run(['eval', '--model', str(ws / 'unnamed'), '--task', 'sst2', '--data', str(ints), '--json'])
+    assert rc == 0 and err.count('\n') == 1 and 'class indices' in err, err
+    rc, err = run(['eval', '--model', str(ws / 'unnamed'), '--task', 'sst2', '--max-n', '8', '--allow-unnamed'])
+    assert rc == 0, err
+
 @pytest.mark.parametrize('name,content', [('crlf.txt', b'a fine film\r\na dull film\r\n'), ('bom.txt', '\ufeffa fine film\n'.encode('utf-8')),
                                           ('emoji.txt', 'a fine film \U0001F600 caf\u00e9\n'.encode('utf-8')),
                                           ('long.txt', (('word ' * 3000) + '\n').encode('utf-8'))])
@@ -112,5 +159,31 @@ def test_benign_oddities_just_work(name, content, ws, tmp_path):
     f = _write(tmp_path, name, content)
     rc, err = run(['predict', '--model', str(ws / 'clf'), '--input', str(f), '--out', str(tmp_path / 'out.jsonl'), '--max-len', '64'])
     assert rc == 0, err
+    assert (err.strip() == '') != (name == 'long.txt'), err                      # only the long text is said to be truncated
+    if name == 'long.txt': assert len(err.strip().splitlines()) == 1 and 'truncated' in err and 'warning' in err, err
     recs = [json.loads(l) for l in (tmp_path / 'out.jsonl').read_text().splitlines()]
     assert recs and all(set(r['probs']) == {'negative', 'positive'} for r in recs)
+
+def test_ctrl_c_then_resume(ws, tmp_path):
+    """Ctrl-C during `pd_nb distill`: exit 130 with one line, no model written, checkpoints kept; `--resume` finishes the run,
+    and its summary keeps the evaluations made before the interruption."""
+    import signal, subprocess, sys, time
+    (tmp_path / 'dt.txt').write_text(''.join(f'sentence number {i} about a film\n' for i in range(400)))
+    argv = [str(Path(sys.executable).parent / 'pd_nb'), 'distill', '--teacher', str(ws / 'clf'), '--transfer', str(tmp_path / 'dt.txt'),
+            '--student', '2/128', '--out', str(tmp_path / 'st'), '--max-len', '32', '--batch-size', '8', '--max-steps', '300',
+            '--ckpt-every', '5', '--eval-every', '10', '--quiet']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ckpts = tmp_path / 'st' / 'run' / 'checkpoints'
+    t0 = time.time()
+    while not any(ckpts.glob('step_*')) and time.time() - t0 < 120 and p.poll() is None: time.sleep(0.2)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and err.strip().splitlines()[-1].endswith('interrupted') and 'Traceback' not in err, err
+    assert any(ckpts.glob('step_*')) and not (tmp_path / 'st' / 'model.safetensors').exists()
+    stopped = max(int(c.name.split('_')[1]) for c in ckpts.glob('step_*'))
+    r = subprocess.run([*argv, '--resume'], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / 'st' / 'distill_metrics.json').read_text())
+    assert s['steps'] == 300 > stopped and min(e['step'] for e in s['evals']) <= stopped, (stopped, [e['step'] for e in s['evals']])
