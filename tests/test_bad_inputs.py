@@ -88,6 +88,8 @@ CASES = {   # id: (argv builder, text the one-line message must contain)
     'pretrain corpus too small':   (lambda d: ['pretrain', '--preset', 'test', '--out', str(d / 'p8'), '--corpus', str(d / 'small.txt')], 'small.txt'),
     'demo output is a file':       (lambda d: ['demo', '--tiny', '--out', str(d / 'good.txt')], 'good.txt'),
     'predict output under a file': (lambda d: ['predict', '--model', str(d / 'clf'), '--input', str(d / 'good.txt'), '--out', str(d / 'good.txt' / 'o.jsonl'), '--max-len', '64'], 'good.txt'),
+    'experiment misspelt name':    (lambda d: ['experiment', 'trasnfer_size', '--tiny'], "did you mean 'transfer_size'"),
+    'experiment zero epochs':      (lambda d: ['experiment', 'transfer_size', '--tiny', '--epochs', '0', '--results-dir', str(d / 'e1')], 'epochs'),
     'pretrain max minutes <= 0':   (lambda d: ['pretrain', '--preset', 'test', '--out', str(d / 'p7'), '--max-minutes', '-1'], 'max_minutes'),
 }
 

@@ -196,3 +196,16 @@ def test_distill_resume_equals_uninterrupted(work, tmp_path):
     assert s['steps'] == 6
     wa, wb = from_hf(tmp_path / 'a', 'sequence_classification').state_dict(), from_hf(tmp_path / 'b', 'sequence_classification').state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_experiment_command_runs_then_reads_back(tmp_path):
+    "`pd_nb experiment NAME --tiny`: trains its plan once; the same command again trains nothing and prints the same points."
+    from pd_nb.experiments import milestone_folders
+    argv = ('experiment', 'transfer_size', '--tiny', '--runs-dir', tmp_path / 'runs', '--results-dir', tmp_path / 'res',
+            '--pretrained', milestone_folders()[0], '--seeds', '0', '1')
+    rc, so, err = run(*argv)
+    assert rc == 0, err
+    files = sorted(p.relative_to(tmp_path / 'res') for p in (tmp_path / 'res').rglob('*.json'))
+    assert [str(f) for f in files] == [f'transfer_size/n{n:07d}/{r}_seed{s}.json' for n in (16, 32) for r in ('distillation', 'pd') for s in (0, 1)]
+    rc2, so2, err2 = run(*argv)
+    assert rc2 == 0 and '0 trained, 8 read back' in so2 and so2.splitlines()[-6:] == so.splitlines()[-6:], (so, so2)
