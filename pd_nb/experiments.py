@@ -185,13 +185,15 @@ def _transfer_size_plan(b: Budget) -> list:
         def fn():
             big, order = nested()
             dt = big.select(np.sort(order[:n]).tolist()) if n < len(big) else big
-            cfg = replace(setup.base(f'transfer_size/n{n}' if not b.tiny else f'tiny_transfer_size/n{n}'), seed=seed,
-                          pretrained=str(pre), max_transfer=n)
+            where = f"{'tiny_' if b.tiny else ''}transfer_size/{point(recipe)}/n{n}"     # run folders apart per starting point
+            cfg = replace(setup.base(where), seed=seed,
+                          pretrained=str(pre) if recipe == 'pd' else None, max_transfer=n)
             s = _train(recipe, cfg, dt)
-            return recipe_record(s, recipe, seed, experiment='transfer_size', n_transfer=len(dt),
-                                 pretrained=str(pre.relative_to(repo_root())) if pre.resolve().is_relative_to(repo_root()) else str(pre))
+            return recipe_record(s, recipe, seed, experiment='transfer_size', n_transfer=len(dt), point=point(recipe),
+                                 pretrained=None if recipe == 'distillation' else str(pre.relative_to(repo_root())) if pre.resolve().is_relative_to(repo_root()) else str(pre))
         return fn
-    return [(f'n{n:07d}/{r}_seed{s}', run(r, s, n)) for n in sizes for s in b.seeds for r in ('distillation', 'pd')]
+    point = lambda r: 'no_pretraining' if r == 'distillation' else pre.name   # a run id says where its student started
+    return [(f'{point(r)}/n{n:07d}/{r}_seed{s}', run(r, s, n)) for n in sizes for s in b.seeds for r in ('distillation', 'pd')]
 
 TRANSFER_SIZE = register(Experiment('transfer_size', 'PD vs Distillation as the transfer set grows (paper Fig. 8)', _transfer_size_plan,
-                    group=('n_transfer', 'recipe')))
+                    group=('point', 'n_transfer', 'recipe')))
