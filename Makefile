@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test export clean-nbs docs sizes
+.PHONY: install demo test export clean-nbs docs sizes execute stale
 
 $(STAMP): settings.ini setup.py pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ test: $(STAMP) chromium
 export: $(STAMP)
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
+
+# Execute chapters in place with their stored settings and record what produced their outputs (nbs/executed.json).
+execute: $(STAMP)
+	$(BIN)/python docs/execute_notebooks.py $(NB)
+
+stale: $(STAMP)
+	$(BIN)/python docs/execute_notebooks.py --stale
 
 sizes: $(STAMP)
 	$(BIN)/pd_nb sizes
