@@ -43,6 +43,8 @@ CASES = {   # id: (argv builder, text the one-line message must contain)
     'model folder empty':          (lambda d: ['predict', '--model', str(_dir(d, 'noconfig')), '--input', str(d / 'good.txt'), '--out', str(d / 'o.jsonl')], 'noconfig'),
     'weights cut short':           (lambda d: ['predict', '--model', str(broken_model(d, 'cut', {'model.safetensors': (d / 'clf' / 'model.safetensors').read_bytes()[:500]})),
                                                '--input', str(d / 'good.txt'), '--out', str(d / 'o.jsonl')], 'cut/model.safetensors'),
+    'pickled weights that run code': (lambda d: ['predict', '--model', str(_pickled(d)), '--input', str(d / 'good.txt'), '--out', str(d / 'o.jsonl'),
+                                                 '--max-len', '64'], 'pytorch_model.bin'),
     'weights empty':               (lambda d: ['predict', '--model', str(broken_model(d, 'empty', {'model.safetensors': b''})),
                                                '--input', str(d / 'good.txt'), '--out', str(d / 'o.jsonl')], 'empty/model.safetensors'),
     'misspelt model name':         (lambda d: ['predict', '--model', 'minlm', '--input', str(d / 'good.txt'), '--out', str(d / 'o.jsonl')], "did you mean 'minilm'"),
@@ -107,6 +109,17 @@ def _other_type(d: Path) -> Path:
     (f / 'model.safetensors').write_bytes((d / 'clf' / 'model.safetensors').read_bytes())
     return f
 
+class _Evil:
+    "A pickle that would run a command when loaded."
+    def __reduce__(self): return (os.system, ('touch PWNED_BY_PICKLE',))
+
+def _pickled(d: Path) -> Path:
+    "A model folder whose only weights are a pickle (pytorch_model.bin) that would execute code."
+    f = d / 'pickled'; f.mkdir(exist_ok=True)
+    (f / 'config.json').write_text((d / 'clf' / 'config.json').read_text())
+    torch.save({'x': _Evil()}, f / 'pytorch_model.bin')
+    return f
+
 def _dir(d: Path, name: str) -> Path:
     (d / name).mkdir(exist_ok=True); return d / name
 
@@ -127,6 +140,7 @@ def test_wrong_input_gets_one_clear_line(case, ws):
     assert len(lines) == 1 and lines[0].startswith('pd_nb ') and 'error' in lines[0] and culprit in lines[0], (case, err)
     assert 'Traceback' not in err
     assert all(p.read_bytes() == b for p, b in before.items() if p.exists()), f"{case}: an earlier file changed"
+    assert not Path('PWNED_BY_PICKLE').exists(), "a pickle ran code"
 
 def test_at_least_forty_cases():
     assert len(CASES) >= 40, len(CASES)
@@ -189,3 +203,16 @@ def test_ctrl_c_then_resume(ws, tmp_path):
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / 'st' / 'distill_metrics.json').read_text())
     assert s['steps'] == 300 > stopped and min(e['step'] for e in s['evals']) <= stopped, (stopped, [e['step'] for e in s['evals']])
+
+
+def test_distill_loads_the_teacher_once(ws, tmp_path, monkeypatch):
+    "`pd_nb distill` reads the teacher's weights once (label check, D_T labelling and the summary share them)."
+    import pd_nb.teacher
+    calls = []
+    real = pd_nb.teacher.from_hf
+    monkeypatch.setattr(pd_nb.teacher, 'from_hf', lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    (tmp_path / 'dt.txt').write_text(''.join(f'sentence number {i} about a film\n' for i in range(40)))
+    rc, err = run(['distill', '--teacher', str(ws / 'clf'), '--transfer', str(tmp_path / 'dt.txt'), '--student', '2/128',
+                   '--out', str(tmp_path / 'st'), '--max-steps', '1', '--max-len', '32', '--quiet'])
+    assert rc == 0, err
+    assert len(calls) == 1, calls
