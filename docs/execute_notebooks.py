@@ -9,7 +9,8 @@ come from the code that is in the repository now. Executing a notebook here runs
 would (`jupyter nbconvert --execute --inplace`, `PD_NB_DATA` passed through), cleans it (`nbdev_clean`), writes its
 measured runtime into the chapter's runtime line (the cell with id `runtime`, right after the title), and records in
 `nbs/executed.json` the fingerprint of what ran: a hash of the notebook's code cells and one hash per library module
-it depends on (its own module, the `pd_nb` modules it imports, and what those import in turn). A module's hash is taken over its syntax tree without docstrings, so rewording a docstring or a
+it depends on (its own module, the `pd_nb` modules it imports, and what those import in turn). Every hash is taken over
+the syntax tree without docstrings (a cell that is not plain Python: over its text), so rewording a docstring or a
 comment leaves the outputs current, while any change of code makes them stale. `tests/test_stored_outputs.py` fails
 when a chapter's fingerprint differs from the recorded one, naming the modules that changed.
 """
@@ -67,10 +68,16 @@ def code_hash(src: str) -> str:
     return hashlib.sha256(dump.encode()).hexdigest()[:16]
 
 
+def cell_hash(src: str) -> str:
+    "A code cell's `code_hash` (comments, directives and docstrings ignored); its raw text's hash if it is not plain Python."
+    try: return code_hash(src)
+    except SyntaxError: return hashlib.sha256(src.encode()).hexdigest()[:16]
+
+
 def fingerprint(path: Path, lib: Path = LIB) -> dict:
     "What a notebook's stored outputs depend on: its code cells' hash and one hash per library module it uses."
     nb = json.loads(Path(path).read_text())
-    cells = hashlib.sha256('\0'.join(code_cells(nb)).encode()).hexdigest()[:16]
+    cells = hashlib.sha256('\0'.join(cell_hash(c) for c in code_cells(nb)).encode()).hexdigest()[:16]
     return {'notebook': cells, 'modules': {m: code_hash((lib / f'{m}.py').read_text()) for m in sorted(notebook_modules(nb))}}
 
 

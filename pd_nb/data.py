@@ -473,7 +473,7 @@ def _sentences_dataset(texts: Iterable[str]):
 
 # %% ../nbs/01_data.ipynb #a9b5654a
 def text_keys(ds) -> list[str]:
-    "Each example's words, lower-cased, without punctuation (a pair as 'a<TAB>b'): the key of the overlap check."
+    "Each example's words, lower-cased, without punctuation (a pair's two texts joined by a tab): the key of the overlap check."
     norm = lambda t: ' '.join(re.sub(r'[\W_]+', ' ', t.lower()).split())
     if 'text_b' in ds.column_names: return [norm(a) + '\t' + norm(b) for a, b in zip(ds['text_a'], ds['text_b'])]
     return [norm(a) for a in ds['text_a']]

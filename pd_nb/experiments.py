@@ -114,6 +114,7 @@ class Experiment:
 EXPERIMENTS: dict[str, Experiment] = {}
 
 def register(exp: Experiment) -> Experiment:
+    "Add `exp` to `EXPERIMENTS` (what `pd_nb experiment NAME` can run) and return it."
     EXPERIMENTS[exp.name] = exp
     return exp
 

@@ -64,7 +64,10 @@ def test_fingerprint_follows_imports(tmp_path):
     assert ex.stale_reasons(nb, record, lib) == []
     (lib / 'core.py').write_text('X = 2\n')
     assert ex.stale_reasons(nb, record, lib) == ['library code changed: pd_nb/core.py']
-    cells = json.loads(nb.read_text()); cells['cells'][1]['source'] = ['from pd_nb.data import Y\n', 'Y + 1']
+    cells = json.loads(nb.read_text()); cells['cells'][1]['source'] = ['from pd_nb.data import Y  # reworded comment\n', 'Y']
+    nb.write_text(json.dumps(cells))
+    assert ex.stale_reasons(nb, record, lib) == ['library code changed: pd_nb/core.py']   # a comment in a cell is not code
+    cells['cells'][1]['source'] = ['from pd_nb.data import Y\n', 'Y + 1']
     nb.write_text(json.dumps(cells))
     assert ex.stale_reasons(nb, record, lib)[0] == 'its code cells changed'
     assert ex.stale_reasons(nb, {}, lib) == ['never executed by docs/execute_notebooks.py']
