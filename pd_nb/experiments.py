@@ -187,10 +187,11 @@ def _transfer_size_plan(b: Budget) -> list:
             big, order = nested()
             dt = big.select(np.sort(order[:n]).tolist()) if n < len(big) else big
             where = f"{'tiny_' if b.tiny else ''}transfer_size/{point(recipe)}/n{n}"     # run folders apart per starting point
-            cfg = replace(setup.base(where), seed=seed,
-                          pretrained=str(pre) if recipe == 'pd' else None, max_transfer=n)
+            reps = -(-sizes[-1] // n)                   # every point sees as many examples as one epoch of the largest set
+            cfg = replace(setup.base(where), seed=seed, pretrained=str(pre) if recipe == 'pd' else None, max_transfer=n,
+                          distill=replace(setup.ds, epochs=setup.ds.epochs * reps))
             s = _train(recipe, cfg, dt)
-            return recipe_record(s, recipe, seed, experiment='transfer_size', n_transfer=len(dt), point=point(recipe),
+            return recipe_record(s, recipe, seed, experiment='transfer_size', n_transfer=len(dt), point=point(recipe), epochs=cfg.distill.epochs,
                                  pretrained=None if recipe == 'distillation' else str(pre.relative_to(repo_root())) if pre.resolve().is_relative_to(repo_root()) else str(pre))
         return fn
     point = lambda r: 'no_pretraining' if r == 'distillation' else pre.name   # a run id says where its student started
