@@ -155,7 +155,7 @@ def summarise(records: list[dict], group: tuple = ('recipe',)) -> list[dict]:
 # %% ../nbs/10_experiments.ipynb #91cfd69b
 def _curve_plan(b: Budget) -> list:
     setup = SST2Setup(b)
-    ms = [Path(m) for m in b.milestones] or milestone_folders()
+    ms = [Path(m).resolve() for m in b.milestones] or milestone_folders()
     def run(recipe, seed, m=None):
         def fn():
             info = load_json(m / 'milestone.json') if m is not None else {}
@@ -163,7 +163,7 @@ def _curve_plan(b: Budget) -> list:
             cfg = replace(setup.base(f'sst2_full/curve/{point}' if not b.tiny else f'tiny_curve/{point}'), seed=seed,
                           pretrained=str(m) if m is not None else None, max_transfer=b.n_transfer)
             s = _train(recipe, cfg, setup.transfer(b.n_transfer, clean=False))
-            where = str(m.relative_to(repo_root())) if m is not None and m.resolve().is_relative_to(repo_root()) else (str(m) if m else None)
+            where = str(m.relative_to(repo_root())) if m is not None and m.is_relative_to(repo_root()) else (str(m) if m else None)
             return recipe_record(s, recipe, seed, experiment='pretraining_curve', point=point, pretraining_tokens=info.get('tokens_seen', 0),
                                  mlm_loss=info.get('mlm_loss'), mlm_accuracy=info.get('mlm_accuracy'), pretrained=where)
         return fn
@@ -176,7 +176,7 @@ PRETRAINING_CURVE = register(Experiment('pretraining_curve', 'Downstream gain vs
 # %% ../nbs/10_experiments.ipynb #86eb3c40
 def _transfer_size_plan(b: Budget) -> list:
     setup = SST2Setup(b)
-    pre = Path(b.pretrained) if b.pretrained else milestone_folders()[-1]
+    pre = (Path(b.pretrained) if b.pretrained else milestone_folders()[-1]).resolve()
     sizes = sorted(set(b.transfer_sizes))
     @functools.cache
     def nested():                                  # one seeded order of the largest set: each size takes a prefix of it
@@ -192,7 +192,7 @@ def _transfer_size_plan(b: Budget) -> list:
                           distill=replace(setup.ds, epochs=setup.ds.epochs * reps))
             s = _train(recipe, cfg, dt)
             return recipe_record(s, recipe, seed, experiment='transfer_size', n_transfer=len(dt), point=point(recipe), epochs=cfg.distill.epochs,
-                                 pretrained=None if recipe == 'distillation' else str(pre.relative_to(repo_root())) if pre.resolve().is_relative_to(repo_root()) else str(pre))
+                                 pretrained=None if recipe == 'distillation' else str(pre.relative_to(repo_root())) if pre.is_relative_to(repo_root()) else str(pre))
         return fn
     point = lambda r: 'no_pretraining' if r == 'distillation' else pre.name   # a run id says where its student started
     return [(f'{point(r)}/n{n:07d}/{r}_seed{s}', run(r, s, n)) for n in sizes for s in b.seeds for r in ('distillation', 'pd')]

@@ -202,7 +202,7 @@ def test_experiment_command_runs_then_reads_back(tmp_path):
     "`pd_nb experiment NAME --tiny`: trains its plan once; the same command again trains nothing and prints the same points."
     from pd_nb.experiments import milestone_folders
     argv = ('experiment', 'transfer_size', '--tiny', '--runs-dir', tmp_path / 'runs', '--results-dir', tmp_path / 'res',
-            '--pretrained', milestone_folders()[0], '--seeds', '0', '1')
+            '--pretrained', os.path.relpath(milestone_folders()[0]), '--seeds', '0', '1')   # a relative path, as users type it
     rc, so, err = run(*argv)
     assert rc == 0, err
     files = sorted(p.relative_to(tmp_path / 'res') for p in (tmp_path / 'res').rglob('*.json'))
