@@ -17,9 +17,9 @@ from .teacher import train_teacher
 from .recipes import RecipeConfig, get_recipe, run_recipe
 
 # %% auto #0
-__all__ = ['BUDGETS', 'LONG_RUN', 'EXPERIMENTS', 'PRETRAINING_CURVE', 'TRANSFER_SIZE', 'Budget', 'milestone_folders',
-           'stage_configs', 'SST2Setup', 'recipe_record', 'Experiment', 'register', 'get_experiment', 'run_experiment',
-           'summarise']
+__all__ = ['BUDGETS', 'LONG_RUN', 'EXPERIMENTS', 'PRETRAINING_CURVE', 'TRANSFER_SIZE', 'INITIALISATION', 'DEPTH', 'Budget',
+           'milestone_folders', 'stage_configs', 'SST2Setup', 'recipe_record', 'Experiment', 'register',
+           'get_experiment', 'run_experiment', 'summarise']
 
 # %% ../nbs/10_experiments.ipynb #ec39aa6d
 @dataclass
@@ -28,6 +28,7 @@ class Budget:
     seeds: tuple = (0, 1, 2)
     n_transfer: int = 100_000                 # |D_T|, IMDB sentences, where an experiment does not vary it
     transfer_sizes: tuple = (2_000, 8_000, 32_000)   # the |D_T| points of `transfer_size`
+    depths: tuple = (1, 2, 3, 4, 6)          # the student depths of `depth` (bottom layers of all-MiniLM-L6-v2, width 384)
     epochs: int = 1                           # per stage (fine-tuning, distillation), the same for every point
     max_minutes: float | None = None          # start no new run after this many minutes (run again to go on)
     milestones: tuple = ()                    # pre-trained student folders (default: the committed milestones of the Tiny long run)
@@ -42,9 +43,10 @@ class Budget:
         for f in ('n_transfer', 'epochs'):
             if not isinstance(getattr(self, f), int) or getattr(self, f) < 1: raise ValueError(f"Budget.{f} must be a positive integer, got {getattr(self, f)!r}")
         if any(not isinstance(n, int) or n < 1 for n in self.transfer_sizes): raise ValueError(f"Budget.transfer_sizes must be positive integers, got {self.transfer_sizes!r}")
+        if any(not isinstance(k, int) or not 1 <= k <= 6 for k in self.depths): raise ValueError(f"Budget.depths must be integers 1..6 (MiniLM has 6 layers), got {self.depths!r}")
         if self.max_minutes is not None and not self.max_minutes > 0: raise ValueError(f"Budget.max_minutes must be positive, got {self.max_minutes!r}")
 
-BUDGETS = {'cpu': Budget(), 'test': Budget(seeds=(0, 1), n_transfer=40, transfer_sizes=(16, 32), tiny=True)}
+BUDGETS = {'cpu': Budget(), 'test': Budget(seeds=(0, 1), n_transfer=40, transfer_sizes=(16, 32), depths=(1, 2), tiny=True)}
 
 LONG_RUN = repo_root() / 'data' / 'checkpoints' / 'tiny_wiki_gutenberg_long'   # the milestones of the Tiny long run (issue 14)
 
@@ -199,3 +201,35 @@ def _transfer_size_plan(b: Budget) -> list:
 
 TRANSFER_SIZE = register(Experiment('transfer_size', 'PD vs Distillation as the transfer set grows (paper Fig. 8)', _transfer_size_plan,
                     group=('point', 'n_transfer', 'recipe')))
+
+# %% ../nbs/10_experiments.ipynb #ex000002
+def _init_slug(init: str) -> str:
+    kind, _, src = init.partition(':')
+    return init if init == 'random' else f"{kind}-{Path(src).name}" if src else f"mlm-{Path(init).name}"
+
+def _init_plan(b: Budget, grid: list[tuple[str, str]], name: str) -> list:
+    "Distillation (init 'random') or PD (any other init) for every (size, init) of `grid` and every seed."
+    setup = SST2Setup(b)
+    def run(size, init, seed):
+        def fn():
+            recipe = 'distillation' if init == 'random' else 'pd'
+            where = f"{'tiny_' if b.tiny else ''}{name}/{size.replace('/', 'x')}/{_init_slug(init)}"
+            cfg = replace(setup.base(where), size=size, seed=seed, pretrained=None if init == 'random' else init,
+                          max_transfer=b.n_transfer)
+            s = _train(recipe, cfg, setup.transfer(b.n_transfer))
+            return recipe_record(s, recipe, seed, experiment=name, size=size, init=_init_slug(init), n_transfer=b.n_transfer)
+        return fn
+    return [(f"{size.replace('/', 'x')}/{_init_slug(init)}/seed{s}", run(size, init, s)) for size, init in grid for s in b.seeds]
+
+def _initialisation_plan(b: Budget) -> list:
+    ms = str((Path(b.pretrained) if b.pretrained else milestone_folders()[-1]).resolve())
+    return _init_plan(b, [('2/384', 'random'), ('2/384', 'embeddings:minilm'), ('2/384', 'truncated:minilm'),
+                          ('2/128', 'random'), ('2/128', f'embeddings:{ms}'), ('2/128', ms)], 'initialisation')
+
+def _depth_plan(b: Budget) -> list:
+    return _init_plan(b, [(f'{k}/384', init) for k in sorted(set(b.depths)) for init in ('random', 'truncated:minilm')], 'depth')
+
+INITIALISATION = register(Experiment('initialisation', "The student's starting weights: random, embeddings, truncated, MLM (paper Fig. 5)",
+                                     _initialisation_plan, group=('size', 'init')))
+DEPTH = register(Experiment('depth', 'Depth sweep at width 384: truncated all-MiniLM-L6-v2 vs random (pre-training and depth)',
+                            _depth_plan, group=('size', 'init')))
