@@ -223,8 +223,8 @@ def _init_plan(b: Budget, grid: list[tuple[str, str]], name: str) -> list:
 
 def _initialisation_plan(b: Budget) -> list:
     ms = str((Path(b.pretrained) if b.pretrained else milestone_folders()[-1]).resolve())
-    return _init_plan(b, [('2/384', 'random'), ('2/384', 'embeddings:minilm'), ('2/384', 'truncated:minilm'),
-                          ('2/128', 'random'), ('2/128', f'embeddings:{ms}'), ('2/128', ms)], 'initialisation')
+    return _init_plan(b, [('2/128', 'random'), ('2/128', f'embeddings:{ms}'), ('2/128', ms),            # Tiny first: cheap
+                          ('2/384', 'random'), ('2/384', 'embeddings:minilm'), ('2/384', 'truncated:minilm')], 'initialisation')
 
 def _depth_plan(b: Budget) -> list:
     return _init_plan(b, [(f'{k}/384', init) for k in sorted(set(b.depths)) for init in ('random', 'truncated:minilm')], 'depth')
