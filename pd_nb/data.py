@@ -13,14 +13,14 @@ import torch
 from .core import data_dir, sample_dir, cache_dir, minilm_dir, atomic_path, save_json, load_json
 
 # %% auto #0
-__all__ = ['TOKENIZER_FILES', 'SENTIMENT', 'NLI3', 'TASKS', 'LM_CORPORA', 'LM_CACHE_VERSION', 'DataError', 'has_tokenizer',
-           'get_tokenizer', 'iter_lines', 'iter_tsv', 'iter_jsonl', 'iter_text_lines', 'file_format', 'Columns',
-           'hf_datasets', 'columns_dataset', 'concat_datasets', 'records_to_dataset', 'read_file', 'read_hf',
-           'clean_review', 'TaskSpec', 'get_task', 'eval_split', 'resolve_data_dir', 'load_task', 'task_counts',
-           'split_sentences', 'find_text_fields', 'subsample', 'text_keys', 'load_transfer', 'read_unlabelled',
-           'read_labelled', 'lm_sources', 'iter_documents', 'tokenizer_fingerprint', 'lm_cache_key', 'RowPacker',
-           'build_lm_memmap', 'open_lm_memmap', 'open_packed_lm', 'lm_memmap_info', 'RowBatch', 'Rows', 'rows_batch',
-           'make_sample']
+__all__ = ['TOKENIZER_FILES', 'SENTIMENT', 'NLI3', 'TASKS', 'LM_CORPORA', 'GENERAL_CORPORA', 'CORPUS_CLEAN', 'LM_CACHE_VERSION',
+           'DataError', 'has_tokenizer', 'get_tokenizer', 'iter_lines', 'iter_tsv', 'iter_jsonl', 'iter_text_lines',
+           'file_format', 'Columns', 'hf_datasets', 'columns_dataset', 'concat_datasets', 'records_to_dataset',
+           'read_file', 'read_hf', 'clean_review', 'TaskSpec', 'get_task', 'eval_split', 'resolve_data_dir',
+           'load_task', 'task_counts', 'split_sentences', 'find_text_fields', 'subsample', 'text_keys', 'load_transfer',
+           'read_unlabelled', 'read_labelled', 'unwrap_lines', 'lm_sources', 'iter_documents', 'tokenizer_fingerprint',
+           'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap', 'open_packed_lm', 'lm_memmap_info',
+           'RowBatch', 'Rows', 'rows_batch', 'make_sample']
 
 # %% ../nbs/01_data.ipynb #e3869672
 class DataError(ValueError):
@@ -489,10 +489,11 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
 
     Args:
         source: 'imdb' (all 100k reviews, `<br />` removed, split into sentences), 'nli' (MNLI + SNLI
-            pairs), a `TASKS` name (its local splits), or a path to a `.txt`/`.jsonl(.xz)`/`.tsv` file.
+            pairs), a `TASKS` name (its local splits), 'wikipedia' or 'gutenberg' (the D_LM corpora's documents,
+            Gutenberg's hard-wrapped lines joined, split into sentences), or a path to a `.txt`/`.jsonl(.xz)`/`.tsv` file.
         data_dir: the data directory for names; None: `PD_NB_DATA` if set, else the embedded sample.
         max_examples: keep a seeded random subset of this many examples (in their original order).
-        sentences: split texts into sentences (default: True for 'imdb', False otherwise).
+        sentences: split texts into sentences (default: True for 'imdb', 'wikipedia' and 'gutenberg', False otherwise).
         seed: the subset's seed.
         task: the task this D_T serves: its evaluation split (`eval_split`) is left out, by file for a
             named source and by text for every source (dropped examples are counted in a warning).
@@ -518,6 +519,9 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
         parts = [records_to_dataset(iter_jsonl(f), f, ('text',), None, clean=clean_review) for f in files]
         ds, dropped = _drop_texts(concat_datasets(parts), held_keys)
         if sentences is not False: ds = _sentences_dataset(ds['text_a'])
+    elif src in GENERAL_CORPORA:
+        docs = (unwrap_lines(d) if src == 'gutenberg' else d for f in lm_sources(src, root)[0][1] for d in iter_documents(f))
+        ds = _sentences_dataset(docs) if sentences is not False else columns_dataset({'text_a': list(docs)})
     elif src == 'nli' or src in TASKS:
         specs = [TASKS['mnli'], TASKS['snli']] if src == 'nli' else [TASKS[src]]
         files = [(s, root / f) for s in specs for split, f in s.files.items() if (root / f).exists() and held != (s.name, split)]
@@ -569,19 +573,28 @@ def read_labelled(path, label_names: Sequence[str]):
     return read_file(path, find_text_fields(path, fields), label, label_names)
 
 # %% ../nbs/01_data.ipynb #7fd33848
-LM_CORPORA = {'wikipedia': 'wikipedia/*.jsonl.xz', 'gutenberg': 'gutenberg/books.jsonl.xz'}
+LM_CORPORA = {'wikipedia': 'wikipedia/*.jsonl.xz', 'gutenberg': 'gutenberg/books.jsonl.xz', 'imdb': 'imdb/*.jsonl.xz'}
+GENERAL_CORPORA = ('wikipedia', 'gutenberg')     # BERT's kind of D_LM; 'sample' is these two from the embedded sample
+_WRAPPED = re.compile(r'(?<!\n)[ \t]*\n[ \t]*(?!\n)')
+
+def unwrap_lines(text: str) -> str:
+    "Hard-wrapped prose (Project Gutenberg's books): a single line break becomes a space; a blank line stays a paragraph break."
+    return _WRAPPED.sub(' ', text)
+
+CORPUS_CLEAN = {'imdb': clean_review}            # applied to each document of a named D_LM corpus ('imdb': `<br />` tags out)
 
 def lm_sources(sources: str | Path | Sequence, data_dir: str | Path | None = None) -> list[tuple[str, list[Path]]]:
     """Resolve D_LM sources into `(name, files)` groups.
 
     Args:
-        sources: 'wikipedia', 'gutenberg', 'sample' (both, from the embedded sample), a file path, or a list of these.
+        sources: 'wikipedia', 'gutenberg', 'imdb' (the 100k reviews: D_LM = D_T), 'sample' (Wikipedia and Gutenberg from
+            the embedded sample), a file path, or a list of these.
         data_dir: where names are looked up; None: `PD_NB_DATA` if set, else the embedded sample.
     """
     if isinstance(sources, (str, Path)): sources = [sources]
     out = []
     for s in sources:
-        if str(s) == 'sample': out += lm_sources(list(LM_CORPORA), sample_dir()); continue
+        if str(s) == 'sample': out += lm_sources(list(GENERAL_CORPORA), sample_dir()); continue
         if str(s) in LM_CORPORA:
             root, _ = resolve_data_dir(data_dir)
             files = sorted(root.glob(LM_CORPORA[str(s)]))
@@ -594,9 +607,10 @@ def lm_sources(sources: str | Path | Sequence, data_dir: str | Path | None = Non
         out.append((p.name, [p]))
     return out
 
-def iter_documents(path, stats: dict | None = None) -> Iterator[str]:
-    "Yield the documents of a D_LM file: `.jsonl(.xz)` 'text' fields, or blank-line separated blocks of a `.txt`."
+def iter_documents(path, stats: dict | None = None, clean: Callable[[str], str] | None = None) -> Iterator[str]:
+    "Yield the documents of a D_LM file (`clean`ed): `.jsonl(.xz)` 'text' fields, or blank-line separated blocks of a `.txt`."
     path = Path(path); stats = stats if stats is not None else {}
+    if clean is not None: yield from map(clean, iter_documents(path, stats)); return
     if file_format(path) == 'jsonl':
         for where, rec in iter_jsonl(path):
             if 'text' not in rec: raise DataError(f"{path}, {where}: missing field 'text' (found {list(rec)})")
@@ -662,10 +676,10 @@ def _pieces(text: str, size: int = 2000) -> list[str]:
     if buf: out.append('\n'.join(buf))
     return out
 
-def _doc_batches(files, stats, batch_chars):
+def _doc_batches(files, stats, batch_chars, clean=None):
     batch, n = [], 0
     for f in files:
-        for doc in iter_documents(f, stats):
+        for doc in iter_documents(f, stats, clean):
             batch.append(_pieces(doc)); n += len(doc)
             if n >= batch_chars: yield batch; batch, n = [], 0
     if batch: yield batch
@@ -714,7 +728,7 @@ def build_lm_memmap(sources='sample', tokenizer=None, seq_len: int = 128, max_to
     if max_tokens is not None: batch_chars = min(batch_chars, max(10_000, max_tokens))   # interleave sources under a budget
     encode_batch = _batch_encoder(bt); t0 = time.time()
     streams = [dict(name=n, files=[_file_id(f) for f in fs], n_docs=0, n_tokens=0, stats={}) for n, fs in groups]
-    its = [_doc_batches(fs, s['stats'], batch_chars) for (n, fs), s in zip(groups, streams)]
+    its = [_doc_batches(fs, s['stats'], batch_chars, CORPUS_CLEAN.get(n)) for (n, fs), s in zip(groups, streams)]
     live, total = list(range(len(groups))), 0
     with atomic_path(out) as tmp, open(tmp, 'wb') as f:
         packer = RowPacker(f, seq_len, tok.cls_token_id, tok.sep_token_id, dtype)

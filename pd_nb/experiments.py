@@ -4,24 +4,27 @@
 
 # %% ../nbs/10_experiments.ipynb #ca7943f4
 from __future__ import annotations
-import difflib, functools, time
+import collections, difflib, functools, re, time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 import numpy as np
 from .core import repo_root, results_dir, save_json, load_json, run_manifest
-from .data import load_transfer, subsample
+from .data import GENERAL_CORPORA, TASKS, load_task, load_transfer, subsample
 from .finetune import FinetuneConfig, mean_std
 from .distill import DistillConfig
 from .teacher import train_teacher
 from .recipes import RecipeConfig, get_recipe, run_recipe
 
 # %% auto #0
-__all__ = ['BUDGETS', 'LONG_RUN', 'EXPERIMENTS', 'PRETRAINING_CURVE', 'TRANSFER_SIZE', 'INITIALISATION', 'DEPTH', 'Budget',
-           'milestone_folders', 'stage_configs', 'SST2Setup', 'recipe_record', 'Experiment', 'register',
-           'get_experiment', 'run_experiment', 'summarise']
+__all__ = ['DOMAINS', 'BUDGETS', 'LONG_RUN', 'EXPERIMENTS', 'PRETRAINING_CURVE', 'TRANSFER_SIZE', 'INITIALISATION', 'DEPTH',
+           'DOMAIN_SHIFT', 'Budget', 'milestone_folders', 'stage_configs', 'SST2Setup', 'recipe_record', 'Experiment',
+           'register', 'get_experiment', 'run_experiment', 'summarise', 'word_counts', 'average_ranks',
+           'corpus_similarity']
 
 # %% ../nbs/10_experiments.ipynb #ec39aa6d
+DOMAINS = ('sst2', 'imdb', 'amazon_dvd', 'amazon_books', 'amazon_kitchen', 'gutenberg', 'wikipedia')   # D_L itself ... general text
+
 @dataclass
 class Budget:
     "What an experiment may spend, and on what. The defaults are the CPU runs of chapters 20–23; `BUDGETS['test']` runs in seconds."
@@ -29,6 +32,8 @@ class Budget:
     n_transfer: int = 100_000                 # |D_T|, IMDB sentences, where an experiment does not vary it
     transfer_sizes: tuple = (2_000, 8_000, 32_000)   # the |D_T| points of `transfer_size`
     depths: tuple = (1, 2, 3, 4, 6)          # the student depths of `depth` (bottom layers of all-MiniLM-L6-v2, width 384)
+    domains: tuple = DOMAINS                  # the D_T sources of `domain_shift` (`pd_nb.data.load_transfer` names)
+    domain_size: int = 14_000                 # |D_T| of every domain of `domain_shift` (the smallest, Amazon kitchen, has 14,316)
     epochs: int = 1                           # per stage (fine-tuning, distillation), the same for every point
     max_minutes: float | None = None          # start no new run after this many minutes (run again to go on)
     milestones: tuple = ()                    # pre-trained student folders (default: the committed milestones of the Tiny long run)
@@ -40,13 +45,15 @@ class Budget:
 
     def __post_init__(self):
         if not self.seeds or not all(isinstance(s, int) for s in self.seeds): raise ValueError(f"Budget.seeds must be integers, got {self.seeds!r}")
-        for f in ('n_transfer', 'epochs'):
+        for f in ('n_transfer', 'epochs', 'domain_size'):
             if not isinstance(getattr(self, f), int) or getattr(self, f) < 1: raise ValueError(f"Budget.{f} must be a positive integer, got {getattr(self, f)!r}")
         if any(not isinstance(n, int) or n < 1 for n in self.transfer_sizes): raise ValueError(f"Budget.transfer_sizes must be positive integers, got {self.transfer_sizes!r}")
         if any(not isinstance(k, int) or not 1 <= k <= 6 for k in self.depths): raise ValueError(f"Budget.depths must be integers 1..6 (MiniLM has 6 layers), got {self.depths!r}")
+        if not self.domains or not all(isinstance(d, str) and d for d in self.domains): raise ValueError(f"Budget.domains must be D_T source names, got {self.domains!r}")
         if self.max_minutes is not None and not self.max_minutes > 0: raise ValueError(f"Budget.max_minutes must be positive, got {self.max_minutes!r}")
 
-BUDGETS = {'cpu': Budget(), 'test': Budget(seeds=(0, 1), n_transfer=40, transfer_sizes=(16, 32), depths=(1, 2), tiny=True)}
+BUDGETS = {'cpu': Budget(), 'test': Budget(seeds=(0, 1), n_transfer=40, transfer_sizes=(16, 32), depths=(1, 2),
+                                   domains=('imdb', 'gutenberg'), domain_size=40, tiny=True)}
 
 LONG_RUN = repo_root() / 'data' / 'checkpoints' / 'tiny_wiki_gutenberg_long'   # the milestones of the Tiny long run (issue 14)
 
@@ -88,6 +95,11 @@ class SST2Setup:
 
     @functools.cache
     def _imdb(self, clean: bool): return load_transfer('imdb', self.b.data_dir, task='sst2' if clean else None)
+
+    @functools.cached_property
+    def train_texts(self) -> list[str]:
+        "D_L's texts (SST-2's training sentences; the test budget's: the embedded sample's)."
+        return load_task('sst2', 'train', self.b.data_dir)['text_a']
 
     def base(self, out: str) -> RecipeConfig:
         return RecipeConfig(task='sst2', size='tiny', teacher=str(self.teacher), transfer='imdb', finetune=self.ft, distill=self.ds,
@@ -233,3 +245,61 @@ INITIALISATION = register(Experiment('initialisation', "The student's starting w
                                      _initialisation_plan, group=('size', 'init')))
 DEPTH = register(Experiment('depth', 'Depth sweep at width 384: truncated all-MiniLM-L6-v2 vs random (pre-training and depth)',
                             _depth_plan, group=('size', 'init')))
+
+# %% ../nbs/10_experiments.ipynb #ex000005
+_WORD = re.compile(r'[a-z0-9]+')
+
+def word_counts(texts) -> collections.Counter:
+    "Lower-cased words (runs of letters and digits) of `texts`, counted."
+    c = collections.Counter()
+    for t in texts: c.update(_WORD.findall(t.lower()))
+    return c
+
+def average_ranks(x) -> np.ndarray:
+    "Ranks 1..n of `x`, ties sharing the mean of their ranks (as Spearman's correlation needs)."
+    x = np.asarray(x); r = np.empty(len(x)); r[np.argsort(x, kind='stable')] = np.arange(1, len(x) + 1)
+    _, inv, n = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.bincount(inv, weights=r) / n)[inv]
+
+def corpus_similarity(a, b, top: int = 500) -> float:
+    """Spearman's correlation S between the word frequencies of corpora `a` and `b` (texts or `word_counts`) over the
+    `top` most frequent words of both pooled (relative frequencies, so size does not weigh): the paper's S of Fig. 9."""
+    ca, cb = (x if isinstance(x, collections.Counter) else word_counts(x) for x in (a, b))
+    na, nb = sum(ca.values()), sum(cb.values())
+    if not na or not nb: raise ValueError('corpus_similarity: a corpus without words')
+    pooled = collections.Counter({w: ca[w] / na for w in ca}); pooled.update({w: cb[w] / nb for w in cb})
+    vocab = [w for w, _ in pooled.most_common(top)]
+    fa, fb = np.array([ca[w] / na for w in vocab]), np.array([cb[w] / nb for w in vocab])
+    return float(np.corrcoef(average_ranks(fa), average_ranks(fb))[0, 1])
+
+def _domain_plan(b: Budget) -> list:
+    setup = SST2Setup(b)
+    pre = (Path(b.pretrained) if b.pretrained else milestone_folders()[-1]).resolve()
+    known = {'imdb', 'nli', *GENERAL_CORPORA, *TASKS}
+    for d in b.domains:
+        if d not in known and not Path(d).is_file():
+            near = difflib.get_close_matches(d, sorted(known), n=1)
+            raise ValueError(f"domain_shift: unknown D_T source {d!r}{f' (did you mean {near[0]!r}?)' if near else ''}: "
+                             f"expected a file or one of {sorted(known)}")
+    @functools.cache
+    def domain(d):
+        ds = load_transfer(d, b.data_dir, task='sst2', sentences=True)
+        if len(ds) < b.domain_size: raise ValueError(f"domain_shift: D_T {d!r} has {len(ds):,} sentences, fewer than domain_size {b.domain_size:,}")
+        ds = subsample(ds, b.domain_size, 0)
+        return ds, corpus_similarity(setup.train_texts, ds['text_a'])
+    reps = -(-max(b.transfer_sizes) // b.domain_size)      # as many distillation steps as transfer_size's largest point
+    def run(recipe, seed, d):
+        def fn():
+            dt, s = domain(d)
+            slug = Path(d).stem if Path(d).is_file() else d
+            cfg = replace(setup.base(f"{'tiny_' if b.tiny else ''}domain_shift/{slug}"), seed=seed, max_transfer=b.domain_size,
+                          pretrained=None if recipe == 'distillation' else str(pre), distill=replace(setup.ds, epochs=setup.ds.epochs * reps))
+            r = _train(recipe, cfg, dt)
+            return recipe_record(r, recipe, seed, experiment='domain_shift', domain=slug, similarity=round(s, 4), n_transfer=len(dt),
+                                 pretrained=None if recipe == 'distillation' else str(pre.relative_to(repo_root())) if pre.is_relative_to(repo_root()) else str(pre))
+        return fn
+    return [(f"{Path(d).stem if Path(d).is_file() else d}/{r}_seed{s}", run(r, s, d)) for d in b.domains for s in b.seeds
+            for r in ('distillation', 'pd', 'pd_f')]
+
+DOMAIN_SHIFT = register(Experiment('domain_shift', 'Distillation, PD, PD-F with D_T from other domains vs their similarity S (paper Fig. 9)',
+                                   _domain_plan, group=('domain', 'recipe')))
