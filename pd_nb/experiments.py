@@ -4,8 +4,8 @@
 
 # %% ../nbs/10_experiments.ipynb #ca7943f4
 from __future__ import annotations
-import collections, difflib, functools, re, time
-from dataclasses import dataclass, replace
+import collections, difflib, functools, re, time, warnings
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -13,14 +13,16 @@ from .core import repo_root, results_dir, save_json, load_json, run_manifest
 from .data import GENERAL_CORPORA, TASKS, load_task, load_transfer, subsample
 from .finetune import FinetuneConfig, mean_std
 from .distill import DistillConfig
+from .learner import Callback
+from .pretrain import milestone_name, pretrain, pretrain_config
 from .teacher import train_teacher
 from .recipes import RecipeConfig, get_recipe, run_recipe
 
 # %% auto #0
 __all__ = ['DOMAINS', 'BUDGETS', 'LONG_RUN', 'EXPERIMENTS', 'PRETRAINING_CURVE', 'TRANSFER_SIZE', 'INITIALISATION', 'DEPTH',
-           'DOMAIN_SHIFT', 'Budget', 'milestone_folders', 'stage_configs', 'SST2Setup', 'recipe_record', 'Experiment',
-           'register', 'get_experiment', 'run_experiment', 'summarise', 'word_counts', 'average_ranks',
-           'corpus_similarity']
+           'DOMAIN_SHIFT', 'COMPOUND', 'Budget', 'milestone_folders', 'stage_configs', 'SST2Setup', 'recipe_record',
+           'Experiment', 'register', 'get_experiment', 'run_experiment', 'summarise', 'word_counts', 'average_ranks',
+           'corpus_similarity', 'StopAtStepCB']
 
 # %% ../nbs/10_experiments.ipynb #ec39aa6d
 DOMAINS = ('sst2', 'imdb', 'amazon_dvd', 'amazon_books', 'amazon_kitchen', 'gutenberg', 'wikipedia')   # D_L itself ... general text
@@ -34,6 +36,7 @@ class Budget:
     depths: tuple = (1, 2, 3, 4, 6)          # the student depths of `depth` (bottom layers of all-MiniLM-L6-v2, width 384)
     domains: tuple = DOMAINS                  # the D_T sources of `domain_shift` (`pd_nb.data.load_transfer` names)
     domain_size: int = 14_000                 # |D_T| of every domain of `domain_shift` (the smallest, Amazon kitchen, has 14,316)
+    lm_tokens: int = 30_000_000               # pre-training tokens of `compound` (a milestone of the Tiny long run, for the match)
     epochs: int = 1                           # per stage (fine-tuning, distillation), the same for every point
     max_minutes: float | None = None          # start no new run after this many minutes (run again to go on)
     milestones: tuple = ()                    # pre-trained student folders (default: the committed milestones of the Tiny long run)
@@ -45,7 +48,7 @@ class Budget:
 
     def __post_init__(self):
         if not self.seeds or not all(isinstance(s, int) for s in self.seeds): raise ValueError(f"Budget.seeds must be integers, got {self.seeds!r}")
-        for f in ('n_transfer', 'epochs', 'domain_size'):
+        for f in ('n_transfer', 'epochs', 'domain_size', 'lm_tokens'):
             if not isinstance(getattr(self, f), int) or getattr(self, f) < 1: raise ValueError(f"Budget.{f} must be a positive integer, got {getattr(self, f)!r}")
         if any(not isinstance(n, int) or n < 1 for n in self.transfer_sizes): raise ValueError(f"Budget.transfer_sizes must be positive integers, got {self.transfer_sizes!r}")
         if any(not isinstance(k, int) or not 1 <= k <= 6 for k in self.depths): raise ValueError(f"Budget.depths must be integers 1..6 (MiniLM has 6 layers), got {self.depths!r}")
@@ -53,7 +56,7 @@ class Budget:
         if self.max_minutes is not None and not self.max_minutes > 0: raise ValueError(f"Budget.max_minutes must be positive, got {self.max_minutes!r}")
 
 BUDGETS = {'cpu': Budget(), 'test': Budget(seeds=(0, 1), n_transfer=40, transfer_sizes=(16, 32), depths=(1, 2),
-                                   domains=('imdb', 'gutenberg'), domain_size=40, tiny=True)}
+                                   domains=('imdb', 'gutenberg'), domain_size=40, lm_tokens=2048, tiny=True)}
 
 LONG_RUN = repo_root() / 'data' / 'checkpoints' / 'tiny_wiki_gutenberg_long'   # the milestones of the Tiny long run (issue 14)
 
@@ -303,3 +306,53 @@ def _domain_plan(b: Budget) -> list:
 
 DOMAIN_SHIFT = register(Experiment('domain_shift', 'Distillation, PD, PD-F with D_T from other domains vs their similarity S (paper Fig. 9)',
                                    _domain_plan, group=('domain', 'recipe')))
+
+# %% ../nbs/10_experiments.ipynb #ex000008
+class StopAtStepCB(Callback):
+    "End `fit` cleanly (checkpointing) once `learn.step` reaches `step`, whatever the schedule's length: a run stopped part-way."
+    order = 15
+    def __init__(self, step: int): self.at = step
+    def after_step(self, learn):
+        if learn.step >= self.at: learn.stopping = True
+
+def _compound_plan(b: Budget) -> list:
+    setup = SST2Setup(b)
+    runs = setup.runs / ('tiny_compound' if b.tiny else 'compound')
+    if b.tiny: cfg = pretrain_config('test', corpus=('imdb',), max_steps=4)
+    else: cfg = pretrain_config('paper', **{**load_json(LONG_RUN / 'run_config.json'), 'corpus': ('imdb',)})
+    tps = cfg.batch_size * cfg.seq_len; stop = -(-b.lm_tokens // tps)     # the step at which `MilestoneCB` writes lm_tokens
+    if stop > cfg.max_steps: raise ValueError(f"compound: lm_tokens {b.lm_tokens:,} is beyond the schedule's {cfg.max_steps * tps:,} tokens")
+    general = (Path(b.pretrained) if b.pretrained else LONG_RUN / milestone_name(b.lm_tokens)).resolve()
+    if not (general / 'config.json').exists():
+        raise FileNotFoundError(f"compound: no general-text student {general} at {b.lm_tokens:,} tokens (pass --pretrained, or lm_tokens "
+                                f"of a milestone: {[load_json(m / 'milestone.json')['tokens_seen'] for m in milestone_folders()]})")
+    imdb_dir = runs / 'imdb' / 'milestones' / milestone_name(b.lm_tokens)
+    def imdb_student() -> Path:                       # pre-train (or resume) until the milestone exists
+        if not (imdb_dir / 'milestone.json').exists():
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', UserWarning)
+                pretrain(replace(cfg, milestones=(b.lm_tokens,)), runs / 'imdb', resume=(runs / 'imdb' / 'run' / 'checkpoints').exists(),
+                         data_dir=b.data_dir, progress=False, cbs=[StopAtStepCB(stop)])
+        return imdb_dir
+    def pre():
+        d = imdb_student(); m = load_json(d / 'milestone.json'); g = load_json(general / 'milestone.json') if (general / 'milestone.json').exists() else {}
+        return dict(recipe='MLM pre-training', seed=cfg.seed, corpus='imdb', pretraining_tokens=m['tokens_seen'], steps=m['step'],
+                    mlm_loss=m['mlm_loss'], mlm_accuracy=m['mlm_accuracy'], wall_seconds=m['wall_seconds'],
+                    general_mlm_loss=g.get('mlm_loss'), general_mlm_accuracy=g.get('mlm_accuracy'),
+                    config=asdict(cfg), manifest=run_manifest(config=asdict(cfg), seed=cfg.seed, stage='compound:pretrain'))
+    def run(recipe, seed, corpus=None):
+        def fn():
+            start = None if corpus is None else imdb_student() if corpus == 'imdb' else general
+            where = f"{runs.name}/{corpus or 'no_pretraining'}"
+            c = replace(setup.base(where), seed=seed, pretrained=str(start) if start else None, max_transfer=b.n_transfer)
+            s = _train(recipe, c, setup.transfer(b.n_transfer))
+            rel = lambda p: None if p is None else str(p.relative_to(repo_root())) if p.is_relative_to(repo_root()) else str(p)
+            return recipe_record(s, recipe, seed, experiment='compound', d_lm=corpus or 'none', pretraining_tokens=b.lm_tokens if corpus else 0,
+                                 n_transfer=b.n_transfer, pretrained=rel(start))
+        return fn
+    corpora = ('imdb', 'wikipedia_gutenberg')
+    return ([('pretrain/imdb', pre)] + [(f'no_pretraining/distillation_seed{s}', run('distillation', s)) for s in b.seeds]
+            + [(f'{c}/{r}_seed{s}', run(r, s, c)) for c in corpora for s in b.seeds for r in ('pd', 'pf')])
+
+COMPOUND = register(Experiment('compound', 'D_LM = D_T: pre-training on the transfer text (IMDB) vs on Wikipedia + Gutenberg (paper Fig. 10)',
+                               _compound_plan, group=('d_lm', 'recipe')))
