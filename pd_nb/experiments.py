@@ -21,8 +21,8 @@ from .recipes import RecipeConfig, get_recipe, run_recipe
 # %% auto #0
 __all__ = ['DOMAINS', 'BUDGETS', 'LONG_RUN', 'EXPERIMENTS', 'PRETRAINING_CURVE', 'TRANSFER_SIZE', 'INITIALISATION', 'DEPTH',
            'DOMAIN_SHIFT', 'COMPOUND', 'Budget', 'milestone_folders', 'stage_configs', 'SST2Setup', 'recipe_record',
-           'Experiment', 'register', 'get_experiment', 'run_experiment', 'summarise', 'word_counts', 'average_ranks',
-           'corpus_similarity', 'StopAtStepCB']
+           'Experiment', 'register', 'get_experiment', 'run_experiment', 'difference', 'summarise', 'word_counts',
+           'average_ranks', 'corpus_similarity', 'StopAtStepCB']
 
 # %% ../nbs/10_experiments.ipynb #ec39aa6d
 DOMAINS = ('sst2', 'imdb', 'amazon_dvd', 'amazon_books', 'amazon_kitchen', 'gutenberg', 'wikipedia')   # D_L itself ... general text
@@ -162,6 +162,13 @@ def run_experiment(name: str, budget: Budget | None = None, log: Callable[[str],
         save_json(rec, path); recs.append(rec); trained.append(run_id)
     if log: log(f"{exp.name}: {len(trained)} trained, {len(skipped)} read back, {len(left)} left for the next call; results in {out}")
     return dict(records=recs, trained=trained, skipped=skipped, left=left, results=out)
+
+def difference(a, b) -> dict:
+    """mean(a) − mean(b) of two sets of dev accuracies (percentage points), the two sample stds combined
+    (√(s_a² + s_b²)), and a verdict: 'yes' (a ahead by more than the combined std), 'no' (behind by more), or 'within noise'."""
+    (ma, sa), (mb, sb) = mean_std(list(a)), mean_std(list(b))
+    d, s = 100 * (ma - mb), 100 * float(np.hypot(sa, sb))
+    return {'difference (pts)': round(d, 2), 'combined std (pts)': round(s, 2), 'ahead': 'yes' if d > s else 'no' if d < -s else 'within noise'}
 
 def summarise(records: list[dict], group: tuple = ('recipe',)) -> list[dict]:
     "Mean ± sample std (ddof 1) of dev accuracy per point (`group` fields), in first-seen order, with the number of seeds."
