@@ -253,7 +253,7 @@ def _run_args(p):
 cmd_run.add_args = _run_args
 
 # %% ../nbs/11_cli.ipynb #cx000002
-_BUDGET_FLAGS = ('seeds', 'n_transfer', 'transfer_sizes', 'depths', 'domains', 'domain_size', 'lm_tokens', 'epochs', 'max_minutes', 'milestones', 'pretrained', 'data_dir',
+_BUDGET_FLAGS = ('seeds', 'n_transfer', 'transfer_sizes', 'depths', 'domains', 'domain_size', 'lm_tokens', 'checkpoints', 'epochs', 'max_minutes', 'milestones', 'pretrained', 'data_dir',
                  'runs_dir', 'results_dir')
 
 @command('experiment', "run one of the paper's analyses: the runs not done yet, one JSON each under data/results/NAME")
@@ -279,6 +279,7 @@ def _experiment_args(p):
     p.add_argument('--domains', nargs='+', help="the D_T sources of domain_shift (default sst2 imdb amazon_dvd amazon_books amazon_kitchen gutenberg wikipedia)")
     p.add_argument('--domain-size', type=int, help='|D_T| of every domain of domain_shift (default 14000)')
     p.add_argument('--lm-tokens', type=int, help="compound's pre-training tokens (default 30000000: the Tiny long run's 30M milestone)")
+    p.add_argument('--checkpoints', nargs='+', help="pre-trained students of sizes, one per size (default: the latest Tiny milestone)")
     p.add_argument('--epochs', type=int, help='epochs per stage (default 1)')
     p.add_argument('--max-minutes', type=float, help='start no new run after this many minutes; the same command continues')
     p.add_argument('--milestones', nargs='+', help='pre-trained student folders (default: the Tiny long run\'s milestones)')

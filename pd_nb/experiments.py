@@ -13,6 +13,7 @@ from .core import repo_root, results_dir, save_json, load_json, run_manifest
 from .data import GENERAL_CORPORA, TASKS, load_task, load_transfer, subsample
 from .finetune import FinetuneConfig, mean_std
 from .distill import DistillConfig
+from .hub import from_hf_config
 from .learner import Callback
 from .pretrain import milestone_name, pretrain, pretrain_config
 from .teacher import train_teacher
@@ -20,9 +21,9 @@ from .recipes import RecipeConfig, get_recipe, run_recipe
 
 # %% auto #0
 __all__ = ['DOMAINS', 'BUDGETS', 'LONG_RUN', 'EXPERIMENTS', 'PRETRAINING_CURVE', 'TRANSFER_SIZE', 'INITIALISATION', 'DEPTH',
-           'DOMAIN_SHIFT', 'COMPOUND', 'Budget', 'milestone_folders', 'stage_configs', 'SST2Setup', 'recipe_record',
-           'Experiment', 'register', 'get_experiment', 'run_experiment', 'difference', 'summarise', 'word_counts',
-           'average_ranks', 'corpus_similarity', 'StopAtStepCB']
+           'DOMAIN_SHIFT', 'COMPOUND', 'SIZES', 'Budget', 'milestone_folders', 'stage_configs', 'SST2Setup',
+           'recipe_record', 'Experiment', 'register', 'get_experiment', 'run_experiment', 'difference', 'summarise',
+           'word_counts', 'average_ranks', 'corpus_similarity', 'StopAtStepCB']
 
 # %% ../nbs/10_experiments.ipynb #ec39aa6d
 DOMAINS = ('sst2', 'imdb', 'amazon_dvd', 'amazon_books', 'amazon_kitchen', 'gutenberg', 'wikipedia')   # D_L itself ... general text
@@ -41,6 +42,7 @@ class Budget:
     max_minutes: float | None = None          # start no new run after this many minutes (run again to go on)
     milestones: tuple = ()                    # pre-trained student folders (default: the committed milestones of the Tiny long run)
     pretrained: str | None = None             # the student checkpoint where an experiment varies something else (default: the latest milestone)
+    checkpoints: tuple = ()                   # pre-trained students of `sizes`, one per size (default: the latest Tiny milestone)
     data_dir: str | None = None               # D_L / D_T (default PD_NB_DATA, else the embedded sample)
     runs_dir: str | None = None               # models and logs, not committed (default runs/ in the repository)
     results_dir: str | None = None            # where the JSON go (default data/results/)
@@ -363,3 +365,27 @@ def _compound_plan(b: Budget) -> list:
 
 COMPOUND = register(Experiment('compound', 'D_LM = D_T: pre-training on the transfer text (IMDB) vs on Wikipedia + Gutenberg (paper Fig. 10)',
                                _compound_plan, group=('d_lm', 'recipe')))
+
+# %% ../nbs/10_experiments.ipynb #ex000011
+def _sizes_plan(b: Budget) -> list:
+    setup = SST2Setup(b)
+    cks = [Path(c).resolve() for c in b.checkpoints] or [milestone_folders()[-1].resolve()]
+    for c in cks:
+        if not (c / 'config.json').exists(): raise FileNotFoundError(f"sizes: {c} is not a checkpoint folder (no config.json)")
+    shape = lambda c: from_hf_config(c / 'config.json')[0]
+    names = [f"{shape(c).n_layers}/{shape(c).hidden}" for c in cks]
+    if len(set(names)) < len(names): raise ValueError(f"sizes: one checkpoint per size, got sizes {names} for {[str(c) for c in cks]}")
+    def run(recipe, seed, c, size):
+        def fn():
+            cfg = replace(setup.base(f"{'tiny_' if b.tiny else ''}sizes/{size.replace('/', 'x')}"), size=size, seed=seed,
+                          pretrained=str(c) if get_recipe(recipe).init == 'pretrained' else None, max_transfer=b.n_transfer)
+            s = _train(recipe, cfg, setup.transfer(b.n_transfer))
+            where = str(c.relative_to(repo_root())) if c.is_relative_to(repo_root()) else str(c)
+            return recipe_record(s, recipe, seed, experiment='sizes', size=size, n_transfer=b.n_transfer,
+                                 pretrained=where if get_recipe(recipe).init == 'pretrained' else None)
+        return fn
+    return [(f"{z.replace('/', 'x')}/{r}_seed{s}", run(r, s, c, z)) for c, z in zip(cks, names) for s in b.seeds
+            for r in ('basic', 'distillation', 'pf', 'pd', 'pd_f')]
+
+SIZES = register(Experiment('sizes', "Basic, Distillation, PF, PD, PD-F for every size with a pre-trained checkpoint (the paper's 24-student figure)",
+                            _sizes_plan, group=('size', 'recipe')))
