@@ -23,7 +23,8 @@ from .teacher import label_transfer_set, load_teacher
 
 # %% auto #0
 __all__ = ['INIT_KINDS', 'soft_cross_entropy', 'distill_loss', 'init_student', 'DistillConfig', 'check_teacher_probs',
-           'same_vocab', 'teacher_task', 'distill']
+           'same_vocab', 'teacher_task', 'distill_student', 'teacher_soft_labels', 'distill_examples',
+           'distill_learner', 'distill_summary', 'distill']
 
 # %% ../nbs/08_distill.ipynb #6e6c321d
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float = 1.0,
@@ -212,6 +213,90 @@ def teacher_task(teacher, pair: bool = False, name: str | None = None) -> TaskSp
     name = f"teacher:{Path(str(src)).name}" if isinstance(src, (str, Path)) else f"teacher:{type(src).__name__}"
     return TaskSpec(name, {}, ('text_a', 'text_b') if pair else ('text',), 'label', tuple(names))
 
+# %% ../nbs/08_distill.ipynb #dsstep01
+def _vocab_msg(tok, t_tok) -> str:
+    return (f"the student's tokenizer ({len(tok)} tokens) and the teacher's ({len(t_tok)} tokens) have different vocabularies: "
+            "the student would be trained on another tokenization than its pre-training's; use the student's "
+            "pre-training tokenizer for both, or pass the matching `tokenizer=`")
+
+def distill_student(student, spec: TaskSpec, tokenizer=None):
+    """Step 1 of `distill`: the student (a `BertForSequenceClassification`, or a checkpoint folder loaded by `init_student`)
+    with `spec`'s label names, and its tokenizer (`tokenizer`, else the folder's, else BERT's uncased vocabulary)."""
+    student_dir = student if isinstance(student, (str, Path)) else None
+    if student_dir is not None: student = init_student(student, label_names=spec.label_names)
+    if not isinstance(student, BertForSequenceClassification):
+        raise TypeError(f"student must be a BertForSequenceClassification or a checkpoint folder, got {type(student).__name__}")
+    if student.cfg.n_labels != spec.n_labels:
+        raise ValueError(f"the student has {student.cfg.n_labels} outputs, task {spec.name!r} has {spec.n_labels} labels {list(spec.label_names)}")
+    check_label_names(checkpoint_label_names(student), spec, 'the student', allow_unnamed=True)
+    student.label_names = list(spec.label_names)
+    return student, classifier_tokenizer(student_dir, tokenizer)
+
+def teacher_soft_labels(teacher, transfer, tok, spec: TaskSpec | None, max_len: int, teacher_tokenizer=None,
+                        allow_unnamed: bool = False, teacher_name: str | None = None) -> tuple[np.ndarray, str]:
+    """Step 2 of `distill`: the teacher's probabilities on D_T (given as an [N, C] array, or computed by a teacher folder /
+    model, loaded once, whose labels must be `spec`'s; None: its own) and the teacher's name for the summary. The student's
+    tokenizer `tok` and the teacher's must share a vocabulary (checked before any labelling)."""
+    if isinstance(teacher, (np.ndarray, torch.Tensor)):
+        probs, t_tok, source = teacher.cpu().numpy() if torch.is_tensor(teacher) else teacher, teacher_tokenizer, 'probabilities'
+    else:
+        if isinstance(transfer, TokenizedExamples):
+            raise ValueError("with a teacher model, D_T must be text (the teacher tokenizes it itself), not TokenizedExamples")
+        t_model, t_tok = load_teacher(teacher, spec, teacher_tokenizer, allow_unnamed)   # loaded once
+        if not same_vocab(tok, t_tok): raise ValueError(_vocab_msg(tok, t_tok))
+        probs = main_process_first(lambda: label_transfer_set(t_model, transfer, t_tok, max_len))
+        source = teacher_name or (str(teacher) if isinstance(teacher, (str, Path)) else type(teacher).__name__)
+    if t_tok is not None and not same_vocab(tok, t_tok): raise ValueError(_vocab_msg(tok, t_tok))
+    return probs, source
+
+# %% ../nbs/08_distill.ipynb #dsstep02
+def distill_examples(transfer, probs: np.ndarray, spec: TaskSpec, tok, cfg: DistillConfig, dev=None, data_dir=None,
+                     max_positions: int = 512) -> tuple[TokenizedExamples, TokenizedExamples, str]:
+    """Step 3 of `distill`: D_T tokenized for the student with the teacher's probabilities attached (`teacher_probs`), the
+    dev examples, and what they are: `dev`, else the task's dev split, else (a task without data, e.g. the teacher's own)
+    `cfg.holdout` examples held out of D_T and scored against the teacher's argmax (agreement)."""
+    tr = transfer if isinstance(transfer, TokenizedExamples) else tokenize_examples(transfer, tok, cfg.max_len)
+    tr = tr.with_fields(teacher_probs=probs, labels=tr.labels if cfg.alpha > 0 else None)
+    if cfg.alpha > 0 and tr.labels is None: raise ValueError(f"alpha={cfg.alpha} needs gold labels in D_T, which has none")
+    if cfg.max_len > max_positions: raise ValueError(f"max_len={cfg.max_len} exceeds the student's {max_positions} positions")
+    if dev is None and not spec.files and not spec.hf_splits:          # no dev data anywhere: hold some of D_T out
+        k = min(cfg.holdout, len(tr) // 10)
+        if k < 1: raise DataError(f"D_T has {len(tr)} examples: too few to hold out a dev set (>= 10 needed); pass dev data or a task")
+        perm = np.random.default_rng(cfg.seed).permutation(len(tr))
+        dv = tr.subset(np.sort(perm[:k])); tr = tr.subset(np.sort(perm[k:]))
+        return tr, dv.with_fields(labels=dv.fields['teacher_probs'].argmax(1), teacher_probs=None), f'{k} held-out D_T examples (teacher argmax)'
+    dev_split = eval_split(spec) if dev is None else 'given'
+    return tr, as_examples(dev, spec, dev_split, tok, cfg.max_len, cfg.max_dev, cfg.seed, data_dir), dev_split
+
+# %% ../nbs/08_distill.ipynb #dsstep05
+def distill_learner(student, tr, dv, spec: TaskSpec, cfg: DistillConfig, out, config: dict, progress: bool = True, cbs=()):
+    """Step 4 of `distill`: the Learner that trains `student` on D_T with `distill_loss` (batches of similar lengths, padded
+    to multiples of 16 on a GPU), and the `BestModelCB` that evaluates on the dev examples and keeps the best weights."""
+    set_seed(cfg.seed)
+    dls = DataLoaders(classification_loader(tr, per_process_batch(cfg.batch_size), True, cfg.seed, cfg.chunk_batches,
+                                            pad_to_multiple=16 if torch.cuda.is_available() else None),   # tensor-core shapes on a GPU
+                      classification_loader(dv, cfg.eval_batch_size, shuffle=False))
+    best = BestModelCB(spec.metric, task_metrics(spec), cfg.eval_every)
+    loss = functools.partial(distill_loss, temperature=cfg.temperature, t2_scale=cfg.t2_scale, alpha=cfg.alpha)
+    learn = Learner(student, dls, loss, lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup, clip=cfg.clip, precision=cfg.precision,
+                    seed=cfg.seed, run_dir=out / 'run' if out else None, config=config, log_every=cfg.log_every, progress=progress,
+                    cbs=[best, *([CheckpointCB(cfg.ckpt_every)] if cfg.ckpt_every and out else []), *cbs])
+    return learn, best
+
+def distill_summary(learn, best: dict, final: dict, spec: TaskSpec, cfg: DistillConfig, out, info: dict, t0: float) -> dict:
+    """Step 5 of `distill`: what `distill_metrics.json` holds: the best checkpoint's dev metrics and step, every evaluation
+    and the first/last training loss (from the run's log, also across a resume), the loss settings, sizes and timings."""
+    log = read_log(out / 'run') if out else learn.history
+    train_recs, evals = [r for r in log if 'loss' in r], [r for r in log if f'valid_{spec.metric}' in r]
+    return dict(task=spec.name, init=info['init'], teacher=info['teacher'], label_names=list(spec.label_names), metric=spec.metric,
+                dev_split=info['dev_split'], dev=final, dev_score=final[spec.metric],
+                best_step=best['step'], best_epoch=best['epoch'], evals=evals, steps=learn.step,
+                first_loss=train_recs[0]['loss'] if train_recs else None, last_loss=train_recs[-1]['loss'] if train_recs else None,
+                n_transfer=info['n_transfer'], n_dev=info['n_dev'], batch_size=cfg.batch_size, lr=cfg.lr,
+                temperature=cfg.temperature, t2_scale=cfg.t2_scale, alpha=cfg.alpha, seed=cfg.seed,
+                student=info['student'], params=count_params(learn.model), train_seconds=round(learn.elapsed, 2),
+                wall_seconds=round(time.time() - t0, 2))
+
 # %% ../nbs/08_distill.ipynb #45d7dc09
 def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg: DistillConfig | None = None, out_dir=None, *,
             dev=None, tokenizer=None, teacher_tokenizer=None, data_dir=None, resume: bool = False, progress: bool = True, cbs=(),
@@ -258,79 +343,26 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
         a, b = example_columns(transfer)[:2] if len(transfer) else ([], None)
         n, pair = len(a), b is not None
     if n == 0: raise DataError("the transfer set D_T is empty: nothing to distil on")
-    probs_given = isinstance(teacher, (np.ndarray, torch.Tensor))
     if task is None:
-        if probs_given: raise ValueError("teacher probabilities carry no label names: name the task, or pass the teacher folder / model")
+        if isinstance(teacher, (np.ndarray, torch.Tensor)): raise ValueError("teacher probabilities carry no label names: name the task, or pass the teacher folder / model")
         spec = teacher_task(teacher, pair=bool(pair), name=teacher_name)
     else: spec = get_task(task)
-    own_labels = task is None                                 # labels taken from the teacher: nothing to check them against
     if out is not None and not resume and any((out / 'run' / 'checkpoints').glob('step_*')):
         raise FileExistsError(f"{out} holds checkpoints of an earlier run: pass resume=True to continue it, or choose another folder")
-    student_dir = student if isinstance(student, (str, Path)) else None
-    if student_dir is not None: student = init_student(student, label_names=spec.label_names)
-    if not isinstance(student, BertForSequenceClassification):
-        raise TypeError(f"student must be a BertForSequenceClassification or a checkpoint folder, got {type(student).__name__}")
-    if student.cfg.n_labels != spec.n_labels:
-        raise ValueError(f"the student has {student.cfg.n_labels} outputs, task {spec.name!r} has {spec.n_labels} labels {list(spec.label_names)}")
-    check_label_names(checkpoint_label_names(student), spec, 'the student', allow_unnamed=True)
-    student.label_names = list(spec.label_names)
-    tok = classifier_tokenizer(student_dir, tokenizer)
-    if probs_given:
-        probs, t_tok = teacher.cpu().numpy() if torch.is_tensor(teacher) else teacher, teacher_tokenizer
-        source = 'probabilities'
-    else:
-        if isinstance(transfer, TokenizedExamples):
-            raise ValueError("with a teacher model, D_T must be text (the teacher tokenizes it itself), not TokenizedExamples")
-        t_model, t_tok = load_teacher(teacher, None if own_labels else spec, teacher_tokenizer, allow_unnamed)   # loaded once
-        if not same_vocab(tok, t_tok): raise ValueError(_vocab_msg(tok, t_tok))
-        probs = main_process_first(lambda: label_transfer_set(t_model, transfer, t_tok, cfg.max_len))
-        source = teacher_name or (str(teacher) if isinstance(teacher, (str, Path)) else type(teacher).__name__)
-    if t_tok is not None and not same_vocab(tok, t_tok): raise ValueError(_vocab_msg(tok, t_tok))
+    student, tok = distill_student(student, spec, tokenizer)                                            # step 1
+    probs, source = teacher_soft_labels(teacher, transfer, tok, None if task is None else spec, cfg.max_len,  # step 2
+                                        teacher_tokenizer, allow_unnamed, teacher_name)
     if len(tok) > student.cfg.vocab_size: raise ValueError(f"the tokenizer has {len(tok)} tokens, the student only {student.cfg.vocab_size} embeddings")
     probs = check_teacher_probs(probs, n, student.cfg.n_labels)
-    tr = transfer if isinstance(transfer, TokenizedExamples) else tokenize_examples(transfer, tok, cfg.max_len)
-    tr = tr.with_fields(teacher_probs=probs, labels=tr.labels if cfg.alpha > 0 else None)
-    if cfg.alpha > 0 and tr.labels is None: raise ValueError(f"alpha={cfg.alpha} needs gold labels in D_T, which has none")
-    if cfg.max_len > student.cfg.max_positions: raise ValueError(f"max_len={cfg.max_len} exceeds the student's {student.cfg.max_positions} positions")
-    if dev is None and not spec.files and not spec.hf_splits:          # no dev data anywhere: hold some of D_T out
-        k = min(cfg.holdout, len(tr) // 10)
-        if k < 1: raise DataError(f"D_T has {len(tr)} examples: too few to hold out a dev set (>= 10 needed); pass dev data or a task")
-        perm = np.random.default_rng(cfg.seed).permutation(len(tr))
-        dv = tr.subset(np.sort(perm[:k])); tr = tr.subset(np.sort(perm[k:]))
-        dv = dv.with_fields(labels=dv.fields['teacher_probs'].argmax(1), teacher_probs=None)
-        dev_split = f'{k} held-out D_T examples (teacher argmax)'
-    else:
-        dev_split = eval_split(spec) if dev is None else 'given'
-        dv = as_examples(dev, spec, dev_split, tok, cfg.max_len, cfg.max_dev, cfg.seed, data_dir)
+    tr, dv, dev_split = distill_examples(transfer, probs, spec, tok, cfg, dev, data_dir, student.cfg.max_positions)  # step 3
     if out is not None and not resume: shutil.rmtree(out / 'run', ignore_errors=True)
-    set_seed(cfg.seed)
-    dls = DataLoaders(classification_loader(tr, per_process_batch(cfg.batch_size), True, cfg.seed, cfg.chunk_batches,
-                                            pad_to_multiple=16 if torch.cuda.is_available() else None),   # tensor-core shapes on a GPU
-                      classification_loader(dv, cfg.eval_batch_size, shuffle=False))
-    best = BestModelCB(spec.metric, task_metrics(spec), cfg.eval_every)
     config = {'task': spec.name, 'init': getattr(student, 'init', None), 'teacher': source, 'student': [student.cfg.n_layers, student.cfg.hidden], **asdict(cfg)}
-    loss = functools.partial(distill_loss, temperature=cfg.temperature, t2_scale=cfg.t2_scale, alpha=cfg.alpha)
-    learn = Learner(student, dls, loss, lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup, clip=cfg.clip, precision=cfg.precision,
-                    seed=cfg.seed, run_dir=out / 'run' if out else None, config=config, log_every=cfg.log_every, progress=progress,
-                    cbs=[best, *([CheckpointCB(cfg.ckpt_every)] if cfg.ckpt_every and out else []), *cbs])
+    learn, best = distill_learner(student, tr, dv, spec, cfg, out, config, progress, cbs)                 # step 4: train
     t0 = time.time()
     learn.fit(cfg.epochs, max_steps=cfg.max_steps, resume=resume)
     rec = best.restore(learn)
     final = evaluate_classifier(learn.model, dv, spec, cfg.eval_batch_size, learn.device, learn.precision)
-    log = read_log(out / 'run') if out else learn.history              # the whole run's log, also across a resume
-    train_recs, evals = [r for r in log if 'loss' in r], [r for r in log if f'valid_{spec.metric}' in r]
-    summary = dict(task=spec.name, init=config['init'], teacher=source, label_names=list(spec.label_names), metric=spec.metric,
-                   dev_split=dev_split, dev=final, dev_score=final[spec.metric],
-                   best_step=rec['step'], best_epoch=rec['epoch'], evals=evals, steps=learn.step,
-                   first_loss=train_recs[0]['loss'] if train_recs else None, last_loss=train_recs[-1]['loss'] if train_recs else None,
-                   n_transfer=len(tr), n_dev=len(dv), batch_size=cfg.batch_size, lr=cfg.lr,
-                   temperature=cfg.temperature, t2_scale=cfg.t2_scale, alpha=cfg.alpha, seed=cfg.seed,
-                   student=config['student'], params=count_params(learn.model), train_seconds=round(learn.elapsed, 2),
-                   wall_seconds=round(time.time() - t0, 2))
+    summary = distill_summary(learn, rec, final, spec, cfg, out, dict(config, dev_split=dev_split, n_transfer=len(tr), n_dev=len(dv)), t0)
     if out is not None: save_stage(learn, out, tok, spec.label_names, summary, config, cfg.seed, 'distill')
     return summary
 
-def _vocab_msg(tok, t_tok) -> str:
-    return (f"the student's tokenizer ({len(tok)} tokens) and the teacher's ({len(t_tok)} tokens) have different vocabularies: "
-            "the student would be trained on another tokenization than its pre-training's; use the student's "
-            "pre-training tokenizer for both, or pass the matching `tokenizer=`")
