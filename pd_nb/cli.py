@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_cli.ipynb #256eb202
 from __future__ import annotations
-import argparse, difflib, json, sys, time
+import argparse, difflib, json, re, sys, time
 import torch
 from pathlib import Path
 from dataclasses import fields, replace
@@ -36,12 +36,15 @@ def size_rows() -> list[dict]:
                  params_no_mlm_M=round(bert_param_count(c, mlm_head=False) / 1e6, 2),
                  paper_M=paper_params_m(c.n_layers, c.hidden)) for c in all_student_configs()]
 
+_NUMBER = re.compile(r'[-+]?[\d,]*\.?\d+(?:e[-+]?\d+)?%?( ± [\d.]+)?')
+
 def format_table(rows: list[dict], cols: list[str] | None = None) -> str:
     """Render dicts as a fixed-width text table (header, rule, rows)."""
     cols = cols or list(rows[0])
     cells = [[str(r.get(c, '')) for c in cols] for r in rows]
     w = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
-    line = lambda xs: '  '.join(x.rjust(w[i]) if i else x.ljust(w[i]) for i, x in enumerate(xs))
+    num = [i > 0 and all(_NUMBER.fullmatch(x[i]) for x in cells if x[i]) for i in range(len(cols))]   # numbers right, text left
+    line = lambda xs: '  '.join(x.rjust(w[i]) if num[i] else x.ljust(w[i]) for i, x in enumerate(xs)).rstrip()
     return '\n'.join([line(cols), line(['-' * n for n in w]), *map(line, cells)])
 
 # %% ../nbs/11_cli.ipynb #82a1c9e1
@@ -204,13 +207,13 @@ cmd_demo.add_args = _demo_args
 
 # %% ../nbs/11_cli.ipynb #79e704f4
 def recipe_config(d: dict | None = None, where: str = 'the config') -> RecipeConfig:
-    """A `RecipeConfig` from a dict of its fields, `finetune` and `distill` given as dicts of their fields.
+    """A `RecipeConfig` from a dict of its fields, `finetune` and `distill` given as dicts of their fields (a JSON [L, H] size
+    becomes a tuple in `config_update`).
 
     Raises:
         ValueError: an unknown field, naming `where` and the field.
     """
     d = dict(d or {})
-    if isinstance(d.get('size'), list): d['size'] = tuple(d['size'])          # a JSON [L, H]
     return config_update(RecipeConfig(), d, where)
 
 _STAGE_FLAGS = ('max_steps', 'epochs', 'lr', 'batch_size', 'max_len', 'max_dev')

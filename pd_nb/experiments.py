@@ -204,6 +204,7 @@ def _transfer_size_plan(b: Budget) -> list:
     setup = SST2Setup(b)
     pre = (Path(b.pretrained) if b.pretrained else milestone_folders()[-1]).resolve()
     sizes = sorted(set(b.transfer_sizes))
+    point = lambda r: 'no_pretraining' if r == 'distillation' else pre.name   # a run id says where its student started
     @functools.cache
     def nested():                                  # one seeded order of the largest set: each size takes a prefix of it
         big = setup.transfer(sizes[-1])
@@ -220,7 +221,6 @@ def _transfer_size_plan(b: Budget) -> list:
             return recipe_record(s, recipe, seed, experiment='transfer_size', n_transfer=len(dt), point=point(recipe), epochs=cfg.distill.epochs,
                                  pretrained=None if recipe == 'distillation' else str(pre.relative_to(repo_root())) if pre.is_relative_to(repo_root()) else str(pre))
         return fn
-    point = lambda r: 'no_pretraining' if r == 'distillation' else pre.name   # a run id says where its student started
     return [(f'{point(r)}/n{n:07d}/{r}_seed{s}', run(r, s, n)) for n in sizes for s in b.seeds for r in ('distillation', 'pd')]
 
 TRANSFER_SIZE = register(Experiment('transfer_size', 'PD vs Distillation as the transfer set grows (paper Fig. 8)', _transfer_size_plan,

@@ -135,7 +135,7 @@ def read_hf_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
                               "or of another format; save or download the checkpoint again") from None
     def pickled(f):
         try: return torch.load(f, map_location='cpu', weights_only=True)
-        except pickle.UnpicklingError as e:
+        except pickle.UnpicklingError:
             raise HFLoadError(f"{f}: refused: unpickling it would run code it carries (only plain tensors are loaded from "
                               "PyTorch pickles); convert the checkpoint to model.safetensors") from None
         except Exception as e:

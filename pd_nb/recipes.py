@@ -7,7 +7,6 @@ from __future__ import annotations
 import json, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
-import numpy as np
 import torch.nn as nn
 from .core import student_config, repo_root, results_dir, save_json, load_json, write_manifest
 from .data import get_task, load_transfer
