@@ -388,6 +388,7 @@ def cli_student(student: str, size: str | None, label_names, seed: int = 0):
         raise FileNotFoundError(f"--student {student}: no such folder, and not a size ({', '.join(NAMED_SIZES)}, 'L/H') or hub id{hint}")
     return init_student(student, size, label_names=label_names, seed=seed)
 
+# %% ../nbs/11_cli.ipynb #clst0002
 @command('distill', "step 2: distil a fine-tuned teacher into a compact student on unlabelled text D_T (soft labels, T = 1)")
 def cmd_distill(args):
     """Distil `--teacher` into `--student` on `--transfer`; without `--task` the label space is the teacher's."""
@@ -432,6 +433,7 @@ def _distill_args(p):
     _stage_flags(p, train=False)
 cmd_distill.add_args = _distill_args
 
+# %% ../nbs/11_cli.ipynb #clst0003
 def labels_are_indices(path) -> bool:
     "Whether every label of the labelled file `path` is an integer (class indices rather than label names)."
     names = example_columns(read_labelled(path, None))[3] or ()
