@@ -78,6 +78,7 @@ def stage_configs(b: Budget) -> tuple[FinetuneConfig, FinetuneConfig, DistillCon
             FinetuneConfig(lr=3e-4, batch_size=32, epochs=b.epochs, max_len=64, eval_batch_size=256),
             DistillConfig(lr=3e-4, batch_size=32, epochs=b.epochs, max_len=64, eval_batch_size=256))
 
+# %% ../nbs/10_experiments.ipynb #499627s1
 class SST2Setup:
     "The SST-2 teacher and the IMDB transfer sets of one budget, built on first use."
     def __init__(self, b: Budget):
@@ -143,6 +144,7 @@ def get_experiment(name: str) -> Experiment:
     near = difflib.get_close_matches(name, list(EXPERIMENTS), n=1, cutoff=0.6)
     raise KeyError(f"unknown experiment {name!r}{f' (did you mean {near[0]!r}?)' if near else ''}: expected one of {sorted(EXPERIMENTS)}")
 
+# %% ../nbs/10_experiments.ipynb #93a32bs1
 def run_experiment(name: str, budget: Budget | None = None, log: Callable[[str], None] | None = print) -> dict:
     """Run the missing runs of experiment `name` within `budget`; read back the finished ones.
 
@@ -284,6 +286,7 @@ def corpus_similarity(a, b, top: int = 500) -> float:
     fa, fb = np.array([ca[w] / na for w in vocab]), np.array([cb[w] / nb for w in vocab])
     return float(np.corrcoef(average_ranks(fa), average_ranks(fb))[0, 1])
 
+# %% ../nbs/10_experiments.ipynb #ex0000s1
 def _domain_plan(b: Budget) -> list:
     setup = SST2Setup(b)
     pre = (Path(b.pretrained) if b.pretrained else milestone_folders()[-1]).resolve()
@@ -324,6 +327,7 @@ class StopAtStepCB(Callback):
     def after_step(self, learn):
         if learn.step >= self.at: learn.stopping = True
 
+# %% ../nbs/10_experiments.ipynb #2ccdf6bc
 def _compound_plan(b: Budget) -> list:
     setup = SST2Setup(b)
     runs = setup.runs / ('tiny_compound' if b.tiny else 'compound')
