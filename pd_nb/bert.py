@@ -151,6 +151,7 @@ class MLMHead(nn.Module):
     def forward(self, h: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
         return F.linear(self.states(h), word_embeddings, self.bias)
 
+# %% ../nbs/02_bert.ipynb #c8c96698
 class BertForMaskedLM(nn.Module):
     "BERT with the masked-LM head. With `labels`, the head runs only at masked positions: `logits` is [n_masked, V]."
     def __init__(self, cfg: BertConfig):
@@ -225,6 +226,7 @@ class VocabCrossEntropy(torch.autograd.Function):
         s = g.float() / ctx.n
         return (gx.float() * s).to(ctx.dtypes[0]), (gW * s).to(ctx.dtypes[1]), (gb * s).to(ctx.dtypes[2]), None, None
 
+# %% ../nbs/02_bert.ipynb #047c3f83
 def vocab_cross_entropy(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, target: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """`F.cross_entropy(F.linear(x, W, b), target)` without holding the [n, V] logits: chunks of `chunk` rows.
 

@@ -237,6 +237,7 @@ def cmd_run(args):
                          wall_s=f"{s['wall_seconds']:.1f}", out=s['out_dir']))
     print(format_table(rows))
 
+# %% ../nbs/11_cli.ipynb #d7d9e70e
 def _run_args(p):
     p.add_argument('recipe', help="basic, distillation, pf, pd, pd_f (or the paper's Basic, Distillation, PF, PD, PD-F)")
     p.add_argument('--config', help='JSON file of RecipeConfig fields (finetune / distill as objects)')
@@ -359,6 +360,7 @@ def cmd_finetune(args):
     print(f"fine-tuned {args.model} on {spec.name} ({s['n_train']:,} examples, {s['steps']} steps): dev {spec.metric} "
           f"{s['dev_score']:.4f} on {s['n_dev']} examples; wrote {out}")
 
+# %% ../nbs/11_cli.ipynb #729f6d48
 def _finetune_args(p):
     p.add_argument('--model', required=True, help="a checkpoint folder / hub id / 'minilm', or a size (tiny, mini, ..., 'L/H') for a random student")
     p.add_argument('--out', required=True, help='output folder (Hugging Face format)')
@@ -415,6 +417,7 @@ def cmd_distill(args):
     print(f"distilled {args.teacher} into a {s['student'][0]}/{s['student'][1]} student ({s['params'] / 1e6:.2f}M parameters) on "
           f"{s['n_transfer']:,} transfer examples, {s['steps']} steps: {what} {s['dev_score']:.4f} ({s['n_dev']} examples); wrote {out}")
 
+# %% ../nbs/11_cli.ipynb #289cfe34
 def _distill_args(p):
     p.add_argument('--teacher', required=True, help='a fine-tuned classifier folder (Hugging Face format) or hub id')
     p.add_argument('--transfer', required=True, help="D_T: a .txt (one text per line) / .jsonl / .tsv file, or 'imdb', 'nli', a task name")
@@ -469,6 +472,7 @@ def cmd_eval(args):
     if args.out: save_json(res, args.out)
     print(json.dumps(res) if args.json else format_table([{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in res.items()}]))
 
+# %% ../nbs/11_cli.ipynb #7cc8af2c
 def _eval_args(p):
     p.add_argument('--model', required=True, help='a classifier folder (Hugging Face format) or hub id')
     p.add_argument('--config', help=f'JSON file of settings: some of {sorted(EVAL_DEFAULTS)}')

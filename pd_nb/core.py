@@ -331,6 +331,7 @@ def device_info(device=None) -> dict:
     if d.type == 'cuda': info['device_name'] = torch.cuda.get_device_name(d); info['device_count'] = torch.cuda.device_count()
     return info
 
+# %% ../nbs/00_core.ipynb #2e9937b5
 def run_manifest(config=None, seed: int | None = None, device=None, **extra) -> dict:
     """Provenance of a run.
 

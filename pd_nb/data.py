@@ -155,6 +155,7 @@ def iter_text_lines(path) -> Iterator[tuple[str, dict]]:
     for n, line in iter_lines(path):
         if line.strip(): yield f'line {n}', {'text': line}
 
+# %% ../nbs/01_data.ipynb #03a0207a
 def file_format(path) -> str:
     "'tsv', 'jsonl' or 'txt' from the file name (`.jsonl.xz` is 'jsonl')."
     if Path(path).is_dir(): raise DataError(f"{path}: is a folder, expected a data file (.tsv, .jsonl, .jsonl.xz or .txt)")
@@ -201,6 +202,7 @@ class Columns:
         return Columns({c: [v[int(i)] for i in indices] for c, v in self.columns.items()}, self.label_names)
     def __repr__(self): return f"Columns({self.column_names}, {len(self):,} rows)"
 
+# %% ../nbs/01_data.ipynb #5ff8152f
 def hf_datasets():
     "The `datasets` module, or None where it is not installed (then the readers return `Columns`)."
     try: import datasets
@@ -221,6 +223,7 @@ def concat_datasets(parts: list):
     if all(not isinstance(p, Columns) for p in parts) and (ds := hf_datasets()) is not None: return ds.concatenate_datasets(parts)
     return Columns({c: [x for p in parts for x in p[c]] for c in parts[0].column_names}, getattr(parts[0], 'label_names', None))
 
+# %% ../nbs/01_data.ipynb #4c817740
 def records_to_dataset(records: Iterable[tuple[str, dict]], path, text_columns: Sequence[str],
                        label_column: str | None = None, label_names: Sequence[str] | None = None,
                        clean: Callable[[str], str] | None = None):
@@ -279,6 +282,7 @@ def read_file(path, text_columns: Sequence[str] = ('text',), label_column: str |
     recs = iter_tsv(path, header, required=needed) if fmt == 'tsv' else iter_jsonl(path)
     return records_to_dataset(recs, path, text_columns, label_column, label_names, clean)
 
+# %% ../nbs/01_data.ipynb #5ad0ee6c
 def read_hf(name: str, split: str, config: str | None = None, text_columns: Sequence[str] = ('text',),
             label_column: str | None = 'label', label_names: Sequence[str] | None = None,
             clean: Callable[[str], str] | None = None):
@@ -483,6 +487,7 @@ def _drop_texts(ds, keys: set):
     keep = [i for i, k in enumerate(text_keys(ds)) if k not in keys]
     return (ds, 0) if len(keep) == len(ds) else (ds.select(keep), len(ds) - len(keep))
 
+# %% ../nbs/01_data.ipynb #a01ecff7
 def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_examples: int | None = None,
                   sentences: bool | None = None, seed: int = 0, task: str | TaskSpec | None = None):
     """Load unlabelled transfer text D_T as a `datasets.Dataset` (`text_a`, and `text_b` for pairs).
@@ -607,6 +612,7 @@ def lm_sources(sources: str | Path | Sequence, data_dir: str | Path | None = Non
         out.append((p.name, [p]))
     return out
 
+# %% ../nbs/01_data.ipynb #8575ffd3
 def iter_documents(path, stats: dict | None = None, clean: Callable[[str], str] | None = None) -> Iterator[str]:
     "Yield the documents of a D_LM file (`clean`ed): `.jsonl(.xz)` 'text' fields, or blank-line separated blocks of a `.txt`."
     path = Path(path); stats = stats if stats is not None else {}
@@ -755,6 +761,7 @@ def build_lm_memmap(sources='sample', tokenizer=None, seq_len: int = 128, max_to
     if verbose: print(f"\nwrote {out.name}: {packer.n_rows:,} rows of {seq_len} in {secs:.1f}s")
     return open_lm_memmap(out)
 
+# %% ../nbs/01_data.ipynb #cbb1c822
 def open_lm_memmap(path) -> np.memmap:
     "Open a packed D_LM memmap (read-only) using its JSON sidecar for the shape and dtype."
     path = Path(path); info = load_json(path.with_suffix('.json'))
@@ -810,6 +817,7 @@ def _write_xz(path: Path, lines: list[bytes]):
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, lzma.open(tmp, 'wb', preset=9) as f: f.write(b''.join(lines))
 
+# %% ../nbs/01_data.ipynb #f4ab158a
 def make_sample(src: str | Path, dst: str | Path | None = None, seed: int = 0) -> dict:
     """Re-create the embedded sample from a full data directory `src` (deterministic for a given seed).
 

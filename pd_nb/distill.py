@@ -76,6 +76,7 @@ def _check_width(cfg: BertConfig, L: int | None, H: int | None, source: str) -> 
     if L is not None and cfg.n_layers != L:
         raise ValueError(f"{source} has L={cfg.n_layers} layers, the student size asks for L={L}")
 
+# %% ../nbs/08_distill.ipynb #c8367ad7
 def init_student(init: str | Path, size=None, n_labels: int | None = None, label_names=None, *, seed: int = 0,
                  embeddings: str = 'word', **cfg_overrides) -> BertForSequenceClassification:
     """A student classifier initialised as in the paper's ablation (Fig. 5).

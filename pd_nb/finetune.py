@@ -351,6 +351,7 @@ def classifier_tokenizer(model_or_dir, tokenizer=None):
     folder = resolve_hf_dir(model_or_dir)
     return get_tokenizer(folder) if has_tokenizer(folder) else get_tokenizer()
 
+# %% ../nbs/06_finetune.ipynb #b8a8ccaf
 def load_classifier(model_or_dir, task: str | TaskSpec, n_layers: int | None = None, tokenizer=None):
     """A classifier for `task` and its tokenizer.
 
@@ -395,6 +396,7 @@ def load_classifier(model_or_dir, task: str | TaskSpec, n_layers: int | None = N
     if len(tokenizer) > vocab: raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but {source} only {vocab} embeddings")
     return model, tokenizer, source
 
+# %% ../nbs/06_finetune.ipynb #7b19f618
 def save_classifier(model: nn.Module, out_dir, tokenizer, label_names: Sequence[str]) -> Path:
     "Write a classifier (ours or a Hugging Face one) as a Hugging Face folder with its label names and tokenizer."
     out, names = Path(out_dir), list(label_names)
@@ -590,6 +592,7 @@ def save_stage(learn, out, tokenizer, label_names, summary: dict, config: dict, 
     summary['out_dir'] = str(out)
     return out
 
+# %% ../nbs/06_finetune.ipynb #3257c37c
 def finetune(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = None, out_dir=None, *, train=None, dev=None,
              tokenizer=None, data_dir=None, resume: bool = False, progress: bool = True, cbs=()) -> dict:
     """Fine-tune a classifier on D_L with the Learner; keep the best dev checkpoint.
@@ -656,6 +659,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     v = np.asarray(values, dtype=np.float64)
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
+# %% ../nbs/06_finetune.ipynb #a6bd5cfa
 def finetune_sweep(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = None, out_dir=None, *,
                    batch_sizes: Sequence[int] = FINETUNE_GRID['batch_size'], lrs: Sequence[float] = FINETUNE_GRID['lr'],
                    seeds: Sequence[int] = (0,), train=None, dev=None, tokenizer=None, data_dir=None,

@@ -181,6 +181,7 @@ def _listing(title, items, limit=12):
     more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ''
     return f"\n  {title} ({len(items)}):\n    " + "\n    ".join(items[:limit]) + more
 
+# %% ../nbs/03_hub.ipynb #3011c2ac
 def load_hf_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], allow_new: tuple[str, ...] = (),
                        ignore: tuple[str, ...] = (), source: str = 'checkpoint') -> LoadReport:
     """Copy a Hugging Face state dict into `model` through `hf_key_map`, checking every name and shape.

@@ -335,6 +335,7 @@ def _one_batch(self: Learner):
         self._step()
         self.opt.zero_grad(set_to_none=True)
 
+# %% ../nbs/04_learner.ipynb #a442e40a
 @patch_to(Learner)
 @with_cbs('step')
 def _step(self: Learner):
@@ -436,6 +437,7 @@ def read_log(run_dir) -> list[dict]:
         except json.JSONDecodeError: pass
     return recs
 
+# %% ../nbs/04_learner.ipynb #a920127d
 def plot_log(run_dir, title: str | None = None):
     """Every curve of `run_dir/log.jsonl` against the step: the training loss with each logged validation loss
     (`valid_*loss*`), the other validation metrics (`valid_*`: accuracy, ...) in a second panel, and the learning rate."""
@@ -487,6 +489,7 @@ def save_checkpoint(self: Learner, keep: int = 2) -> Path | None:
     for old in sorted(ckdir.glob('step_*'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
     return final
 
+# %% ../nbs/04_learner.ipynb #f5079b77
 @patch_to(Learner)
 def load_checkpoint(self: Learner, path=None) -> Path | None:
     "Load a checkpoint (default the latest of `run_dir`): weights, optimiser, random states, step and data position."
@@ -523,6 +526,7 @@ class CheckpointCB(Callback):
         if (self.every and learn.step % self.every == 0) or learn.stopping: learn.save_checkpoint(self.keep)
     def after_fit(self, learn): learn.save_checkpoint(self.keep)
 
+# %% ../nbs/04_learner.ipynb #9b3e4dfd
 class TimeLimitCB(Callback):
     """End `fit` cleanly after `minutes` of wall time (checked every `every` steps, the same step on every rank):
     `CheckpointCB` saves that step and `fit` returns, so a run can be cut into chunks that resume from each other."""

@@ -158,6 +158,7 @@ class PretrainConfig:
         if self.max_minutes is not None and not self.max_minutes >= 0:
             raise ValueError(f"PretrainConfig.max_minutes must be >= 0 (or None), got {self.max_minutes!r}")
 
+# %% ../nbs/05_pretrain.ipynb #1751b489
 PRETRAIN_PRESETS = {
     'paper': PretrainConfig(),
     # from chapter 22's sweep (5M tokens a point): the base it varied (lr 1e-3, no dropout, 15% masking) with batch 64, whose
@@ -205,6 +206,7 @@ def compact_checkpoint(ckpt_dir, dest, log_dir=None) -> Path:
     tmp.rename(dest); shutil.rmtree(old, ignore_errors=True)
     return dest / ckpt_dir.name
 
+# %% ../nbs/05_pretrain.ipynb #1d27e91c
 def seed_run_from(resume_dir, run_dir) -> Path | None:
     """Copy the checkpoint of a `compact_checkpoint` folder (and its `log.jsonl`) into `run_dir`, unless the
     run folder already holds a checkpoint at least as far along. Returns the checkpoint used, or None."""
@@ -222,6 +224,7 @@ def milestone_name(tokens: int) -> str:
     "Folder name of a milestone: `tokens_0030M` for whole millions, else `tokens_0000012288` (both sort by tokens)."
     return f'tokens_{tokens // 10**6:04d}M' if tokens % 10**6 == 0 else f'tokens_{tokens:010d}'
 
+# %% ../nbs/05_pretrain.ipynb #ac57e388
 class MilestoneCB(Callback):
     "At each token count of `milestones`: held-out figures, a half-precision HF folder, and a fresh compact resume state."
     order = 25                                    # after CheckpointCB

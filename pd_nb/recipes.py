@@ -145,6 +145,7 @@ def _config_dict(cfg: RecipeConfig) -> dict:
     for k in ('finetune', 'distill'): d[k]['seed'] = cfg.seed
     return json.loads(json.dumps(d, default=str))    # as it reads back from JSON (tuples become lists)
 
+# %% ../nbs/09_recipes.ipynb #3dddf9a6
 def run_recipe(name: str | Recipe, cfg: RecipeConfig | None = None, *, train=None, dev=None, transfer=None,
                progress: bool = False, cbs=()) -> dict:
     """Train a student by one of the paper's five methods.
