@@ -79,7 +79,7 @@ def bench_finetune(device, bf16, a, sync) -> list[dict]:
     from pd_nb.core import student_config, set_seed
     from pd_nb.bert import BertForSequenceClassification
     from pd_nb.data import load_task, get_tokenizer
-    from pd_nb.finetune import tokenize_examples, classification_loader
+    from pd_nb.classifier import tokenize_examples, classification_loader
     from pd_nb.learner import Learner, DataLoaders, Callback
     from pd_nb.hub import to_hf_config
     import transformers

@@ -1,6 +1,6 @@
 """Execute chapters with their stored settings, and record what produced their outputs.
 
-    python docs/execute_notebooks.py 05_pretrain 06_finetune   # execute these in place
+    python docs/execute_notebooks.py 05_pretrain 07_finetune   # execute these in place
     python docs/execute_notebooks.py --stale                   # execute every chapter whose outputs are stale
     python docs/execute_notebooks.py --check                   # list the stale ones (exit 1 if any)
 

@@ -15,7 +15,7 @@ from pd_nb.data import get_tokenizer, load_task
 from pd_nb.bert import BertForMaskedLM
 from pd_nb.hub import save_hf, from_hf
 from pd_nb.core import student_config
-from pd_nb.finetune import tokenize_examples, predict_logits
+from pd_nb.classifier import tokenize_examples, predict_logits
 from pd_nb.distill import DistillConfig, distill, init_student
 
 pytestmark = pytest.mark.xdist_group("cli")      # one module-scoped teacher shared by the tests below

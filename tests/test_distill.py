@@ -12,7 +12,7 @@ from pd_nb.core import BertConfig, set_seed, load_json
 from pd_nb.bert import BertModel, BertForMaskedLM, BertForSequenceClassification
 from pd_nb.hub import save_hf, from_hf
 from pd_nb.data import DataError, get_tokenizer
-from pd_nb.finetune import tokenize_examples, LabelMismatchError, checkpoint_label_names
+from pd_nb.classifier import tokenize_examples, LabelMismatchError, checkpoint_label_names
 from pd_nb.distill import soft_cross_entropy, distill_loss, init_student, distill, DistillConfig, check_teacher_probs
 
 transformers.logging.set_verbosity_error()
@@ -179,7 +179,7 @@ def test_distill_learns_the_teacher_not_gold_labels(tmp_path):
     dev = {'text_a': SENTS[:16], 'label': flipped[:16].argmax(1).tolist()}
     cfg = DistillConfig(lr=2e-3, batch_size=8, epochs=15, max_len=32, eval_batch_size=16, log_every=1, warmup=0.0)
     res = distill(student, flipped, SENTS, 'sst2', cfg, None, dev=dev, progress=False)
-    from pd_nb.finetune import predict_logits
+    from pd_nb.classifier import predict_logits
     pred = predict_logits(student, tokenize_examples(SENTS[:16], get_tokenizer(), 32)).argmax(1)
     assert (pred == flipped[:16].argmax(1)).mean() >= 0.8 and res['dev_score'] >= 0.8, res['evals']
 

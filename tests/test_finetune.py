@@ -12,10 +12,8 @@ from pd_nb.data import get_tokenizer, load_task, read_file, DataError
 from pd_nb.bert import BertForSequenceClassification
 from pd_nb.hub import save_hf
 from pd_nb.learner import Learner, DataLoaders, CheckpointCB, Callback
-from pd_nb.finetune import (TokenizedExamples, tokenize_examples, bucket_batches, collate_examples, classification_loader,
-                            f1_score, classification_metrics, task_metrics, predict_logits, evaluate_classifier,
-                            BestModelCB, FinetuneConfig, finetune_config, finetune, finetune_sweep, mean_std,
-                            load_classifier, checkpoint_label_names, check_label_names, LabelMismatchError, eval_split)
+from pd_nb.finetune import FinetuneConfig, finetune_config, finetune, finetune_sweep, mean_std, eval_split
+from pd_nb.classifier import TokenizedExamples, tokenize_examples, bucket_batches, collate_examples, classification_loader, f1_score, classification_metrics, task_metrics, predict_logits, evaluate_classifier, BestModelCB, load_classifier, checkpoint_label_names, check_label_names, LabelMismatchError
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()

@@ -11,7 +11,7 @@ from pd_nb.bert import BertModel, BertForMaskedLM, BertForSequenceClassification
 from pd_nb.hub import (to_hf_config, from_hf_config, hf_key_map, load_hf_state_dict, HFLoadError, from_hf, save_hf,
                        resolve_hf_dir, released_student_id, checkpoint_heads)
 from pd_nb.data import read_unlabelled
-from pd_nb.finetune import predict_file
+from pd_nb.classifier import predict_file
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()

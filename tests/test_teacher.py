@@ -10,7 +10,8 @@ import transformers
 from pd_nb.core import BertConfig, set_seed, load_json, save_json
 from pd_nb.bert import BertForSequenceClassification
 from pd_nb.hub import save_hf
-from pd_nb.finetune import FinetuneConfig, tokenize_examples, LabelMismatchError
+from pd_nb.finetune import FinetuneConfig
+from pd_nb.classifier import tokenize_examples, LabelMismatchError
 from pd_nb.teacher import (check_teacher_labels, load_teacher, label_transfer_set, weights_fingerprint, texts_fingerprint,
                            train_teacher)
 
