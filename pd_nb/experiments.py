@@ -175,9 +175,9 @@ def difference(a, b) -> dict:
     return {'difference (pts)': round(d, 2), 'combined std (pts)': round(s, 2), 'ahead': 'yes' if d > s else 'no' if d < -s else 'within noise'}
 
 def summarise(records: list[dict], group: tuple = ('recipe',)) -> list[dict]:
-    "Mean ± sample std (ddof 1) of dev accuracy per point (`group` fields), in first-seen order, with the number of seeds."
+    "Mean ± sample std (ddof 1) of dev accuracy per point (`group` fields), in first-seen order, with the number of seeds (runs without a dev accuracy, e.g. a pre-training, are left out)."
     points: dict[tuple, list[float]] = {}
-    for r in records: points.setdefault(tuple(r.get(g) for g in group), []).append(r['dev_accuracy'])
+    for r in (r for r in records if 'dev_accuracy' in r): points.setdefault(tuple(r.get(g) for g in group), []).append(r['dev_accuracy'])
     return [{**dict(zip(group, k)), 'mean': mean_std(v)[0], 'std': mean_std(v)[1], 'n_seeds': len(v)} for k, v in points.items()]
 
 # %% ../nbs/11_experiments.ipynb #91cfd69b
