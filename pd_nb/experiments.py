@@ -339,7 +339,8 @@ def _compound_plan(b: Budget) -> list:
     if not (general / 'config.json').exists():
         raise FileNotFoundError(f"compound: no general-text student {general} at {b.lm_tokens:,} tokens (pass --pretrained, or lm_tokens "
                                 f"of a milestone: {[load_json(m / 'milestone.json')['tokens_seen'] for m in milestone_folders()]})")
-    imdb_dir = runs / 'imdb' / 'milestones' / milestone_name(b.lm_tokens)
+    mn = milestone_name(b.lm_tokens)                  # run ids and folders name the budget: another lm_tokens is another point
+    imdb_dir = runs / 'imdb' / 'milestones' / mn
     def imdb_student() -> Path:                       # pre-train (or resume) until the milestone exists
         if not (imdb_dir / 'milestone.json').exists():
             with warnings.catch_warnings():
@@ -356,7 +357,7 @@ def _compound_plan(b: Budget) -> list:
     def run(recipe, seed, corpus=None):
         def fn():
             start = None if corpus is None else imdb_student() if corpus == 'imdb' else general
-            where = f"{runs.name}/{corpus or 'no_pretraining'}"
+            where = f"{runs.name}/{mn}/{corpus}" if corpus else f"{runs.name}/no_pretraining"
             c = replace(setup.base(where), seed=seed, pretrained=str(start) if start else None, max_transfer=b.n_transfer)
             s = _train(recipe, c, setup.transfer(b.n_transfer))
             rel = lambda p: None if p is None else str(p.relative_to(repo_root())) if p.is_relative_to(repo_root()) else str(p)
@@ -364,8 +365,8 @@ def _compound_plan(b: Budget) -> list:
                                  n_transfer=b.n_transfer, pretrained=rel(start))
         return fn
     corpora = ('imdb', 'wikipedia_gutenberg')
-    return ([('pretrain/imdb', pre)] + [(f'no_pretraining/distillation_seed{s}', run('distillation', s)) for s in b.seeds]
-            + [(f'{c}/{r}_seed{s}', run(r, s, c)) for c in corpora for s in b.seeds for r in ('pd', 'pf')])
+    return ([(f'{mn}/pretrain_imdb', pre)] + [(f'no_pretraining/distillation_seed{s}', run('distillation', s)) for s in b.seeds]
+            + [(f'{mn}/{c}/{r}_seed{s}', run(r, s, c)) for c in corpora for s in b.seeds for r in ('pd', 'pf')])
 
 COMPOUND = register(Experiment('compound', 'D_LM = D_T: pre-training on the transfer text (IMDB) vs on Wikipedia + Gutenberg (paper Fig. 10)',
                                _compound_plan, group=('d_lm', 'recipe')))
