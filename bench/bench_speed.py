@@ -8,11 +8,13 @@ to Large is the speed-up an ideal machine would show. On CUDA also with `torch.c
 
 Run:  .venv/bin/python bench/bench_speed.py --threads 2 --out data/results/speed/cpu_2threads.json
 """
-import argparse, os, statistics, sys, time
+import argparse, os, statistics, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / 'bench'))
+from bench_stages import timed                   # the same timing loop as the stage benchmarks
 LARGE = '24/1024'
 GRID = [f'{L}/{H}' for L in (2, 4, 6, 8, 10, 12) for H in (128, 256, 512, 768)]
 # the paper's relative inference speed-up vs BERT-Large on TPU v2 (../shared/reference/paper.md §1.5, table (b), verbatim)
@@ -29,15 +31,6 @@ def forward_flops(n_layers: int, hidden: int, seq_len: int = 128, n_labels: int 
     T, H = seq_len, hidden
     per_layer = 4 * T * H * H + 2 * T * H * 4 * H + 2 * T * T * H
     return 2 * (n_layers * per_layer + H * H + H * n_labels)
-
-
-def timed(fn, steps: int, warmup: int, sync) -> list[float]:
-    "Seconds of each of `steps` calls of `fn` after `warmup` untimed ones."
-    for _ in range(warmup): fn()
-    sync(); out = []
-    for _ in range(steps):
-        t = time.perf_counter(); fn(); sync(); out.append(time.perf_counter() - t)
-    return out
 
 
 def bench_size(size: str, device, bf16: bool, compile_: bool, a, sync) -> list[dict]:
@@ -63,7 +56,6 @@ def bench_size(size: str, device, bf16: bool, compile_: bool, a, sync) -> list[d
                          flops_per_seq=forward_flops(cfg.n_layers, cfg.hidden, a.seq_len)))
         print(f"{size:>7}{' compiled' if compile_ else ''}: batch-1 p50 {rows[-1]['latency_ms_p50']:8.2f} ms; "
               f"batch {a.batch}: {rows[-1]['throughput_per_s']:9.1f} seq/s", flush=True)
-    del m, f
     return rows
 
 
