@@ -4,11 +4,12 @@
 
 # %% ../nbs/05_pretrain.ipynb #123b6780
 from __future__ import annotations
-import shutil, time, warnings
-from dataclasses import dataclass, asdict
+import os, shutil, time, warnings
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from .core import (student_config, set_seed, save_json, write_manifest, per_process_batch, cpu_has_bf16, config_update)
@@ -20,7 +21,7 @@ from .learner import Learner, DataLoaders, Callback, CheckpointCB, TimeLimitCB, 
 # %% auto #0
 __all__ = ['PRETRAIN_PRESETS', 'RELEASED_DROPOUT', 'mask_tokens', 'MLMMaskCB', 'masked_eval_set', 'evaluate_mlm', 'MLMEvalCB',
            'PretrainConfig', 'pretrain_config', 'compact_checkpoint', 'seed_run_from', 'milestone_name', 'MilestoneCB',
-           'held_out_rows', 'pretrain']
+           'held_out_rows', 'fit_batch_to_rows', 'pretrain_data', 'pretrain_learner', 'pretrain_finish', 'pretrain']
 
 # %% ../nbs/05_pretrain.ipynb #3e812ad3
 def mask_tokens(input_ids: torch.Tensor, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15,
@@ -265,6 +266,89 @@ def held_out_rows(n_rows: int, valid_rows: int, min_rows: int = 16, max_share: f
     return k
 
 # %% ../nbs/05_pretrain.ipynb #358327e9
+def fit_batch_to_rows(batch_size: int, n_rows: int, unit: int = 1) -> int:
+    """The global batch for `n_rows` training rows: `batch_size`, or, for a corpus with fewer rows than that, the
+    largest multiple of `unit` (world size x grad_accum) that fits, so that one epoch holds at least one step.
+
+    Raises:
+        ValueError: fewer training rows than `unit`.
+    """
+    if n_rows >= batch_size: return batch_size
+    if n_rows < unit: raise ValueError(f"only {n_rows} training rows: fewer than one per process and accumulation step ({unit})")
+    return n_rows // unit * unit
+
+def pretrain_data(cfg: PretrainConfig, tok, data_dir=None) -> tuple[PretrainConfig, dict]:
+    """Step 1 of `pretrain`: D_LM packed into `cfg.seq_len`-token rows, the held-out rows and their fixed masking.
+
+    A corpus too small for the config is fitted, with a warning that says what was chosen: fewer held-out rows
+    (`held_out_rows`) and, when the training rows do not fill one batch, a smaller batch (`fit_batch_to_rows`).
+
+    Returns:
+        (cfg, data): the config actually used, and `mm` (all rows), `train_rows`, `n_held`, `eval_set`.
+    """
+    mm = main_process_first(lambda: build_lm_memmap(list(cfg.corpus), tok, cfg.seq_len, cfg.max_tokens, data_dir=data_dir))
+    try: n_held = held_out_rows(len(mm), cfg.valid_rows)
+    except ValueError as e: raise ValueError(f"D_LM {list(cfg.corpus)} ({cfg.seq_len}-token rows): {e}") from None
+    if n_held < cfg.valid_rows:
+        warnings.warn(f"D_LM {list(cfg.corpus)} packs into {len(mm):,} rows of {cfg.seq_len} tokens: holding out {n_held} of them "
+                      f"for evaluation instead of valid_rows={cfg.valid_rows}")
+    train_rows = mm[:-n_held]
+    unit = int(os.environ.get('WORLD_SIZE', 1)) * cfg.grad_accum
+    batch = fit_batch_to_rows(cfg.batch_size, len(train_rows), unit)
+    if batch != cfg.batch_size:
+        warnings.warn(f"D_LM {list(cfg.corpus)} leaves {len(train_rows):,} training rows, fewer than batch_size={cfg.batch_size}: "
+                      f"using batch_size={batch}")
+        cfg = replace(cfg, batch_size=batch)
+    eval_set = masked_eval_set(mm[-n_held:], tok.mask_token_id, len(tok), sorted(tok.all_special_ids), 0.15)  # BERT's rate, whatever the training rate
+    return cfg, dict(mm=mm, train_rows=train_rows, n_held=n_held, eval_set=eval_set)
+
+
+# %% ../nbs/05_pretrain.ipynb #pds00003
+def pretrain_learner(cfg: PretrainConfig, train_rows, eval_set: dict, tok, out_dir, progress: bool = True, cbs=()) -> Learner:
+    """Step 2 of `pretrain`: the student (BERT's MLM head, no pooler gradient) in a `Learner` whose callbacks mask each
+    batch, evaluate on the held-out set every `cfg.eval_every` steps, checkpoint, and write the milestones."""
+    model = BertForMaskedLM(student_config(cfg.size, dropout=cfg.dropout, attn_dropout=cfg.dropout))
+    model.bert.pooler.requires_grad_(False)   # no next-sentence objective: the pooler gets no gradient (and DDP needs none unused)
+    dl = DataLoader(Rows(train_rows), batch_size=per_process_batch(cfg.batch_size, cfg.grad_accum), shuffle=True, drop_last=True,
+                    num_workers=cfg.num_workers, collate_fn=rows_batch, pin_memory=torch.cuda.is_available())
+    if cfg.max_minutes is not None: cbs = [TimeLimitCB(cfg.max_minutes), *cbs]
+    special, out = sorted(tok.all_special_ids), Path(out_dir)
+    return Learner(model, DataLoaders(dl), lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup, grad_accum=cfg.grad_accum,
+                   precision=cfg.precision, compile=cfg.compile, seed=cfg.seed, run_dir=out / 'run', config=asdict(cfg),
+                   progress=progress, cbs=[MLMMaskCB(tok.mask_token_id, len(tok), special, cfg.mlm_prob, pad_id=tok.pad_token_id),
+                                           MLMEvalCB(eval_set, cfg.eval_every), CheckpointCB(cfg.ckpt_every),
+                                           MilestoneCB(cfg.milestones, cfg.batch_size * cfg.seq_len, out, eval_set, tok), *cbs])
+
+
+# %% ../nbs/05_pretrain.ipynb #pds00005
+def pretrain_finish(learn: Learner, cfg: PretrainConfig, data: dict, init: dict, tok, out_dir, wall_seconds: float,
+                    completed: bool) -> dict:
+    """Step 3 of `pretrain` (rank 0): the held-out figures of the final weights, the Hugging Face folder (BERT's dropout
+    in its config, for fine-tuning), `pretrain_metrics.json`, the compact resume state and the manifest.
+
+    Returns:
+        The summary written to `pretrain_metrics.json`.
+    """
+    out = Path(out_dir)
+    final = evaluate_mlm(learn.model, data['eval_set'], device=learn.device)
+    save_hf(learn.model, out, tok, config_overrides=RELEASED_DROPOUT)
+    info = lm_memmap_info(data['mm'])
+    summary = dict(size=cfg.size, params=count_params(learn.model), steps=learn.step, batch_size=cfg.batch_size,
+                   seq_len=cfg.seq_len, tokens_seen=learn.step * cfg.batch_size * cfg.seq_len,
+                   corpus_rows=len(data['mm']), corpus_tokens=info['n_tokens'], held_out_rows=data['n_held'],
+                   held_out_masked_tokens=final['n_masked'],
+                   init_mlm_loss=init['mlm_loss'], init_mlm_accuracy=init['mlm_accuracy'],
+                   final_mlm_loss=final['mlm_loss'], final_mlm_accuracy=final['mlm_accuracy'],
+                   train_seconds=learn.elapsed, wall_seconds_this_call=wall_seconds, completed=completed)
+    save_json(summary, out / 'pretrain_metrics.json')
+    ck = latest_checkpoint(out / 'run')
+    if ck is not None: compact_checkpoint(ck, out / 'resume', out / 'run')   # what a fresh clone needs to continue
+    write_manifest(out, config=asdict(cfg), seed=cfg.seed, device=learn.device, stage='pretrain', summary=summary,
+                   corpus=info['sources'])
+    return summary
+
+
+# %% ../nbs/05_pretrain.ipynb #pds00008
 def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, progress: bool = True,
              resume_from=None, cbs=()) -> dict:
     """Pre-train a student with masked LM on D_LM and save it as a Hugging Face folder.
@@ -282,7 +366,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
         cbs: extra callbacks for this run.
 
     Returns:
-        The summary written to `pretrain_metrics.json` (tokens seen, initial and final held-out MLM loss/accuracy, wall time).
+        The summary written to `pretrain_metrics.json` (rank 0; `{}` on the other ranks).
     """
     out = Path(out_dir); set_seed(cfg.seed)
     if resume_from is not None:
@@ -292,54 +376,22 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
     if not resume and any((out / 'run' / 'checkpoints').glob('step_*')):
         raise FileExistsError(f"{out} holds checkpoints of an earlier run: pass resume=True (--resume) to continue it, or choose another output folder")
     tok = get_tokenizer()
-    mm = main_process_first(lambda: build_lm_memmap(list(cfg.corpus), tok, cfg.seq_len, cfg.max_tokens, data_dir=data_dir))
-    try: n_held = held_out_rows(len(mm), cfg.valid_rows)
-    except ValueError as e: raise ValueError(f"D_LM {list(cfg.corpus)} ({cfg.seq_len}-token rows): {e}") from None
-    if n_held < cfg.valid_rows:
-        warnings.warn(f"D_LM {list(cfg.corpus)} packs into {len(mm):,} rows of {cfg.seq_len} tokens: holding out {n_held} of them "
-                      f"for evaluation instead of valid_rows={cfg.valid_rows}")
-    train_rows, valid_rows = mm[:-n_held], mm[-n_held:]
-    special = sorted(tok.all_special_ids)
-    eval_set = masked_eval_set(valid_rows, tok.mask_token_id, len(tok), special, 0.15)   # BERT's rate, whatever the training rate
-    model = BertForMaskedLM(student_config(cfg.size, dropout=cfg.dropout, attn_dropout=cfg.dropout))
-    model.bert.pooler.requires_grad_(False)   # no next-sentence objective: the pooler gets no gradient (and DDP needs none unused)
-    per_proc = per_process_batch(cfg.batch_size, cfg.grad_accum)
-    dl = DataLoader(Rows(train_rows), batch_size=per_proc, shuffle=True, drop_last=True, num_workers=cfg.num_workers,
-                    collate_fn=rows_batch, pin_memory=torch.cuda.is_available())
-    if cfg.max_minutes is not None: cbs = [TimeLimitCB(cfg.max_minutes), *cbs]
-    learn = Learner(model, DataLoaders(dl), lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup, grad_accum=cfg.grad_accum,
-                    precision=cfg.precision, compile=cfg.compile, seed=cfg.seed, run_dir=out / 'run', config=asdict(cfg),
-                    progress=progress, cbs=[MLMMaskCB(tok.mask_token_id, len(tok), special, cfg.mlm_prob, pad_id=tok.pad_token_id),
-                                            MLMEvalCB(eval_set, cfg.eval_every), CheckpointCB(cfg.ckpt_every),
-                                            MilestoneCB(cfg.milestones, cfg.batch_size * cfg.seq_len, out, eval_set, tok), *cbs])
+    cfg, data = pretrain_data(cfg, tok, data_dir)
+    learn = pretrain_learner(cfg, data['train_rows'], data['eval_set'], tok, out, progress, cbs)
     if learn.rank == 0:
         first = [r for r in read_log(out / 'run') if 'valid_mlm_loss' in r and r['step'] == 0] if resume else []
         init = ({'mlm_loss': first[0]['valid_mlm_loss'], 'mlm_accuracy': first[0]['valid_mlm_accuracy']} if first
-                else evaluate_mlm(learn.model, eval_set, device=learn.device))
+                else evaluate_mlm(learn.model, data['eval_set'], device=learn.device))
         if not first: learn.log({'step': 0, 'valid_mlm_loss': init['mlm_loss'], 'valid_mlm_accuracy': init['mlm_accuracy']})
-    t0, stopped = time.time(), None
+    t0, stopped, summary = time.time(), None, {}
     try: learn.fit(max_steps=cfg.max_steps, resume=resume)
     except (KeyboardInterrupt, SystemExit) as e: stopped = e       # Ctrl-C / SIGTERM: the Learner has checkpointed this step
-    if learn.rank != 0:
-        if stopped is not None: raise stopped
-        return {}
-    final = evaluate_mlm(learn.model, eval_set, device=learn.device)
-    save_hf(learn.model, out, tok, config_overrides=RELEASED_DROPOUT)
-    info = lm_memmap_info(mm)
-    summary = dict(size=cfg.size, params=count_params(learn.model), steps=learn.step, batch_size=cfg.batch_size,
-                   seq_len=cfg.seq_len, tokens_seen=learn.step * cfg.batch_size * cfg.seq_len,
-                   corpus_rows=len(mm), corpus_tokens=info['n_tokens'], held_out_rows=n_held,
-                   held_out_masked_tokens=final['n_masked'],
-                   init_mlm_loss=init['mlm_loss'], init_mlm_accuracy=init['mlm_accuracy'],
-                   final_mlm_loss=final['mlm_loss'], final_mlm_accuracy=final['mlm_accuracy'],
-                   train_seconds=learn.elapsed, wall_seconds_this_call=time.time() - t0,
-                   completed=stopped is None and learn.step >= cfg.max_steps)
-    save_json(summary, out / 'pretrain_metrics.json')
-    ck = latest_checkpoint(out / 'run')
-    if ck is not None: compact_checkpoint(ck, out / 'resume', out / 'run')   # what a fresh clone needs to continue
-    write_manifest(out, config=asdict(cfg), seed=cfg.seed, device=learn.device, stage='pretrain', summary=summary,
-                   corpus=info['sources'])
+    if learn.rank == 0:
+        summary = pretrain_finish(learn, cfg, data, init, tok, out, time.time() - t0,
+                                  completed=stopped is None and learn.step >= cfg.max_steps)
+    if learn.world_size > 1: dist.barrier()         # every rank leaves after rank 0 has written
     if stopped is not None:                          # the weights so far are saved and evaluated; `resume=True` continues
-        print(f"stopped at step {learn.step}: wrote {out} with the current weights; resume to continue")
+        if learn.rank == 0: print(f"stopped at step {learn.step}: wrote {out} with the current weights; resume to continue")
         raise stopped
     return summary
+

@@ -216,3 +216,48 @@ def test_distill_loads_the_teacher_once(ws, tmp_path, monkeypatch):
                    '--out', str(tmp_path / 'st'), '--max-steps', '1', '--max-len', '32', '--quiet'])
     assert rc == 0, err
     assert len(calls) == 1, calls
+
+def _read_only(monkeypatch, folder: Path):
+    """Make `folder` behave as a read-only file system (tests run as root, where permission bits stop nothing): creating
+    a file or a folder inside it fails with EROFS, as on a read-only mount."""
+    import builtins, errno
+    ro = str(folder.resolve())
+    def inside(p) -> bool:
+        try: return os.path.abspath(os.fspath(p)).startswith(ro + os.sep)
+        except TypeError: return False
+    def erofs(p): raise OSError(errno.EROFS, 'Read-only file system', os.fspath(p))
+    real_mkdir, real_open, real_os_open = os.mkdir, builtins.open, os.open
+    monkeypatch.setattr(os, 'mkdir', lambda p, *a, **k: erofs(p) if inside(p) else real_mkdir(p, *a, **k))
+    monkeypatch.setattr(os, 'open', lambda p, flags, *a, **k: erofs(p) if inside(p) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+                        else real_os_open(p, flags, *a, **k))
+    monkeypatch.setattr(builtins, 'open', lambda f, mode='r', *a, **k: erofs(f) if inside(f) and set(mode) & set('wax+')
+                        else real_open(f, mode, *a, **k))
+
+@pytest.mark.parametrize('command', ['predict', 'distill', 'finetune', 'pretrain'])
+def test_read_only_output_folder(command, ws, tmp_path, monkeypatch):
+    "An output folder on a read-only file system: one line naming the path and saying why, exit 2, nothing earlier changed."
+    ro = tmp_path / 'ro'; ro.mkdir(); (ro / 'earlier.txt').write_text('kept\n')
+    (tmp_path / 'dt.txt').write_text(''.join(f'sentence number {i} about a film\n' for i in range(40)))
+    argv = {'predict': ['predict', '--model', str(ws / 'clf'), '--input', str(ws / 'good.txt'), '--out', str(ro / 'preds.jsonl'), '--max-len', '64'],
+            'distill': ['distill', '--teacher', str(ws / 'clf'), '--transfer', str(tmp_path / 'dt.txt'), '--student', '2/128',
+                        '--out', str(ro / 'student'), '--max-steps', '1', '--max-len', '32', '--quiet'],
+            'finetune': ['finetune', '--model', '2/128', '--out', str(ro / 'ft'), '--max-steps', '1', '--quiet'],
+            'pretrain': ['pretrain', '--preset', 'test', '--out', str(ro / 'mlm'), '--max-steps', '1']}[command]
+    _read_only(monkeypatch, ro)
+    rc, err = run(argv)
+    lines = [l for l in err.strip().splitlines() if l.strip() and 'warning' not in l]
+    assert rc == 2 and len(lines) == 1 and 'Read-only file system' in lines[0] and str(ro) in lines[0], err
+    assert 'Traceback' not in err
+    monkeypatch.undo()
+    assert sorted(p.name for p in ro.iterdir()) == ['earlier.txt'] and (ro / 'earlier.txt').read_text() == 'kept\n'
+
+def test_small_corpus_gets_a_batch_it_can_fill(tmp_path):
+    "A user's few-hundred-line corpus: a smaller batch, said in one warning line; it trains."
+    (tmp_path / 'corpus.txt').write_text(''.join(f'This is sentence number {i} of a small corpus about films and books.\n'
+                                                 for i in range(400)))
+    rc, err = run(['pretrain', '--preset', 'test', '--corpus', str(tmp_path / 'corpus.txt'), '--out', str(tmp_path / 'mlm'),
+                   '--max-steps', '2', '--batch-size', '64'])
+    assert rc == 0, err
+    warns = [l for l in err.splitlines() if 'warning' in l]
+    assert len(warns) == 1 and 'leaves 28 training rows' in warns[0] and 'using batch_size=28' in warns[0], err
+    assert json.loads((tmp_path / 'mlm' / 'pretrain_metrics.json').read_text())['batch_size'] == 28
