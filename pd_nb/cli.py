@@ -21,9 +21,9 @@ from .experiments import EXPERIMENTS, BUDGETS, get_experiment, run_experiment, s
 
 # %% auto #0
 __all__ = ['COMMANDS', 'EVAL_DEFAULTS', 'size_rows', 'format_table', 'command', 'cmd_sizes', 'build_parser', 'main',
-           'cmd_predict', 'config_from_file', 'flag_values', 'cmd_pretrain', 'cmd_demo', 'recipe_config', 'cmd_run',
-           'cmd_experiment', 'check_out_dir', 'stage_config', 'cmd_teacher', 'cmd_finetune', 'cli_student',
-           'cmd_distill', 'labels_are_indices', 'cmd_eval']
+           'cmd_predict', 'config_from_file', 'flag_values', 'cmd_pretrain', 'demo_step1', 'demo_chart', 'cmd_demo',
+           'recipe_config', 'cmd_run', 'cmd_experiment', 'check_out_dir', 'stage_config', 'cmd_teacher', 'cmd_finetune',
+           'cli_student', 'cmd_distill', 'labels_are_indices', 'cmd_eval']
 
 # %% ../nbs/12_cli.ipynb #76d6a68e
 def size_rows() -> list[dict]:
@@ -155,6 +155,31 @@ def _pretrain_args(p):
 cmd_pretrain.add_args = _pretrain_args
 
 # %% ../nbs/12_cli.ipynb #0ba2fe53
+def demo_step1(args, out: Path) -> tuple[Path, dict]:
+    """Step 1 of the demo: pre-train Tiny on the embedded sample for `args.pretrain_steps` steps, or (0) take the
+    committed Tiny checkpoint. Returns its folder and its `pretrain_metrics.json` summary."""
+    if args.pretrain_steps:
+        print(f"Step 1: masked-LM pre-training of Tiny on the embedded Wikipedia + Gutenberg sample ({args.pretrain_steps} steps)")
+        n = args.pretrain_steps
+        s = pretrain(pretrain_config('cpu', size='tiny', corpus=('sample',), max_steps=n, warmup=max(1, n // 10), lr=1e-3,
+                                     eval_every=max(1, n // 2), ckpt_every=max(1, n // 2), valid_rows=64), out / 'tiny_mlm')
+        return out / 'tiny_mlm', s
+    pretrained = default_pretrained('tiny')
+    print(f"Step 1: Tiny pre-trained by `pd_nb pretrain` on Wikipedia + Gutenberg ({pretrained.relative_to(repo_root())})")
+    return pretrained, load_json(pretrained / 'pretrain_metrics.json')
+
+def demo_chart(rows: list[dict], path: Path):
+    "The demo's bar chart: SST-2 dev accuracy of the teacher and the five recipes."
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar([r['model'].split(' (')[0] for r in rows], [r['dev_accuracy'] for r in rows], color=['#777'] + ['#4c72b0'] * (len(rows) - 1))
+    for i, r in enumerate(rows): ax.text(i, r['dev_accuracy'] + 0.005, f"{r['dev_accuracy']:.3f}", ha='center', fontsize=8)
+    ax.set(ylabel='SST-2 dev accuracy', ylim=(0.4, 1.0), title='pd_nb demo: the five recipes (Tiny student)')
+    fig.tight_layout(); fig.savefig(path, dpi=120); plt.close(fig)
+
+
+# %% ../nbs/12_cli.ipynb #demo0001
 @command('demo', 'the main job on the embedded sample: teacher, D_T labelling and the five recipes (no download)')
 def cmd_demo(args):
     """The paper's pipeline at small scale on the embedded SST-2/IMDB sample: a table and a bar chart."""
@@ -164,16 +189,7 @@ def cmd_demo(args):
     out = Path(args.out) if args.out else repo_root() / 'runs' / 'demo'
     for d in ('teacher', 'runs', 'tiny_mlm'): shutil.rmtree(out / d, ignore_errors=True)   # this command's own earlier output
     teacher_cfg, cfg = demo_configs(args.tiny)
-    if args.pretrain_steps:
-        print(f"Step 1: masked-LM pre-training of Tiny on the embedded Wikipedia + Gutenberg sample ({args.pretrain_steps} steps)")
-        n = args.pretrain_steps
-        s = pretrain(pretrain_config('cpu', size='tiny', corpus=('sample',), max_steps=n, warmup=max(1, n // 10), lr=1e-3,
-                                     eval_every=max(1, n // 2), ckpt_every=max(1, n // 2), valid_rows=64), out / 'tiny_mlm')
-        pretrained, step1 = out / 'tiny_mlm', s
-    else:
-        pretrained = default_pretrained('tiny')
-        step1 = load_json(pretrained / 'pretrain_metrics.json')
-        print(f"Step 1: Tiny pre-trained by `pd_nb pretrain` on Wikipedia + Gutenberg ({pretrained.relative_to(repo_root())})")
+    pretrained, step1 = demo_step1(args, out)
     print(f"  {step1['tokens_seen']:,} tokens seen; held-out MLM loss {step1['init_mlm_loss']:.2f} -> {step1['final_mlm_loss']:.2f}, "
           f"masked-token accuracy {step1['final_mlm_accuracy']:.3f}")
     print("\nThe teacher: all-MiniLM-L6-v2 fine-tuned on SST-2 sample sentences")
@@ -191,20 +207,17 @@ def cmd_demo(args):
     print(f"\nSST-2 dev ({cfg.finetune.max_dev} sentences), Tiny 2/128 student, one seed:")
     print(format_table([{**r, 'wall_s': '-' if r['wall_s'] is None else f"{r['wall_s']:.0f}"} for r in rows]))
     save_json({'rows': rows, 'total_seconds': round(total, 1), 'manifest': run_manifest(seed=cfg.seed, stage='demo')}, out / 'demo_results.json')
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.bar([r['model'].split(' (')[0] for r in rows], [r['dev_accuracy'] for r in rows], color=['#777'] + ['#4c72b0'] * (len(rows) - 1))
-    for i, r in enumerate(rows): ax.text(i, r['dev_accuracy'] + 0.005, f"{r['dev_accuracy']:.3f}", ha='center', fontsize=8)
-    ax.set(ylabel='SST-2 dev accuracy', ylim=(0.4, 1.0), title='pd_nb demo: the five recipes (Tiny student)')
-    fig.tight_layout(); fig.savefig(out / 'demo_results.png', dpi=120); plt.close(fig)
+    demo_chart(rows, out / 'demo_results.png')
     print(f"\nwrote {out / 'demo_results.json'} and {out / 'demo_results.png'}; total {total:.0f}s")
 
+
+# %% ../nbs/12_cli.ipynb #0ba2fs00
 def _demo_args(p):
     p.add_argument('--out', help='output folder (default runs/demo in the repository)')
     p.add_argument('--pretrain-steps', type=int, default=0, help="pre-train a fresh Tiny on the sample first (default 0: the repo's checkpoint)")
     p.add_argument('--tiny', action='store_true', help='test-suite sizes (seconds, meaningless accuracies)')
 cmd_demo.add_args = _demo_args
+
 
 # %% ../nbs/12_cli.ipynb #79e704f4
 def recipe_config(d: dict | None = None, where: str = 'the config') -> RecipeConfig:

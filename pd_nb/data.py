@@ -13,14 +13,15 @@ import torch
 from .core import data_dir, sample_dir, cache_dir, minilm_dir, atomic_path, save_json, load_json
 
 # %% auto #0
-__all__ = ['TOKENIZER_FILES', 'SENTIMENT', 'NLI3', 'TASKS', 'LM_CORPORA', 'GENERAL_CORPORA', 'CORPUS_CLEAN', 'LM_CACHE_VERSION',
+__all__ = ['TOKENIZER_FILES', 'SENTIMENT', 'NLI3', 'TASKS', 'GENERAL_CORPORA', 'LM_CORPORA', 'CORPUS_CLEAN', 'LM_CACHE_VERSION',
            'DataError', 'has_tokenizer', 'get_tokenizer', 'iter_lines', 'iter_tsv', 'iter_jsonl', 'iter_text_lines',
            'file_format', 'Columns', 'hf_datasets', 'columns_dataset', 'concat_datasets', 'records_to_dataset',
            'read_file', 'read_hf', 'clean_review', 'TaskSpec', 'get_task', 'eval_split', 'resolve_data_dir',
-           'load_task', 'task_counts', 'split_sentences', 'find_text_fields', 'subsample', 'text_keys', 'load_transfer',
-           'read_unlabelled', 'read_labelled', 'unwrap_lines', 'lm_sources', 'iter_documents', 'tokenizer_fingerprint',
-           'lm_cache_key', 'RowPacker', 'build_lm_memmap', 'open_lm_memmap', 'open_packed_lm', 'lm_memmap_info',
-           'RowBatch', 'Rows', 'rows_batch', 'make_sample']
+           'load_task', 'task_counts', 'split_sentences', 'find_text_fields', 'subsample', 'text_keys', 'unwrap_lines',
+           'transfer_source', 'load_transfer', 'read_unlabelled', 'read_labelled', 'lm_sources', 'iter_documents',
+           'tokenizer_fingerprint', 'lm_cache_key', 'RowPacker', 'cached_lm_memmap', 'pack_lm_sources',
+           'build_lm_memmap', 'open_lm_memmap', 'open_packed_lm', 'lm_memmap_info', 'RowBatch', 'Rows', 'rows_batch',
+           'make_sample']
 
 # %% ../nbs/01_data.ipynb #e3869672
 class DataError(ValueError):
@@ -487,7 +488,54 @@ def _drop_texts(ds, keys: set):
     keep = [i for i, k in enumerate(text_keys(ds)) if k not in keys]
     return (ds, 0) if len(keep) == len(ds) else (ds.select(keep), len(ds) - len(keep))
 
+# %% ../nbs/01_data.ipynb #gencorp1
+GENERAL_CORPORA = ('wikipedia', 'gutenberg')     # BERT's kind of D_LM; 'sample' is these two from the embedded sample
+_WRAPPED = re.compile(r'(?<!\n)[ \t]*\n[ \t]*(?!\n)')
+
+def unwrap_lines(text: str) -> str:
+    "Hard-wrapped prose (Project Gutenberg's books): a single line break becomes a space; a blank line stays a paragraph break."
+    return _WRAPPED.sub(' ', text)
+
+
 # %% ../nbs/01_data.ipynb #a01ecff7
+def _empty_transfer(src: str, held: tuple, root: Path) -> DataError:
+    return DataError(f"transfer set {src!r} for task {held[0]!r} is empty once {held[0]}'s evaluation split "
+                     f"{held[1]!r} is left out (in {root}); pass another transfer source")
+
+def transfer_source(source: str | Path, root: Path, sentences: bool | None = None, held: tuple | None = None,
+                    held_keys: set = frozenset()):
+    """Step 1 of `load_transfer`: the examples of one source (see there) read from `root`, without the file of the
+    held-out split `held` = (task, split). Returns (dataset, examples dropped because their text is in `held_keys`)."""
+    src, dropped = str(source), 0
+    if src == 'imdb':
+        splits = [s for s in ('train', 'test', 'unsup') if held != ('imdb', s)]
+        files = [root / 'imdb' / f'{s}.jsonl.xz' for s in splits]
+        if missing := [str(f) for f in files if not f.exists()]: raise FileNotFoundError(f"IMDB transfer text: missing {missing}")
+        parts = [records_to_dataset(iter_jsonl(f), f, ('text',), None, clean=clean_review) for f in files]
+        ds, dropped = _drop_texts(concat_datasets(parts), held_keys)
+        if sentences is not False: ds = _sentences_dataset(ds['text_a'])
+    elif src in GENERAL_CORPORA:
+        docs = (unwrap_lines(d) if src == 'gutenberg' else d for f in lm_sources(src, root)[0][1] for d in iter_documents(f))
+        ds = _sentences_dataset(docs) if sentences is not False else columns_dataset({'text_a': list(docs)})
+    elif src == 'nli' or src in TASKS:
+        specs = [TASKS['mnli'], TASKS['snli']] if src == 'nli' else [TASKS[src]]
+        files = [(s, root / f) for s in specs for split, f in s.files.items() if (root / f).exists() and held != (s.name, split)]
+        if not files:
+            if held is not None and any((root / f).exists() for s in specs for f in s.files.values()): raise _empty_transfer(src, held, root)
+            raise FileNotFoundError(f"transfer source {src!r}: none of its files are in {root}")
+        ds = concat_datasets([read_file(f, s.text_columns, None, header=None, clean=s.clean) for s, f in files])
+        ds, dropped = _drop_texts(ds, held_keys)
+        if sentences: ds = _sentences_dataset(ds['text_a'])
+    else:
+        path = _check_file(source)
+        ds = read_unlabelled(path, labels_note='D_T is unlabelled transfer text, so they are dropped')
+        if sentences:
+            if 'text_b' in ds.column_names: raise ValueError(f"{path}: sentence pairs cannot be split into sentences")
+            ds = _sentences_dataset(ds['text_a'])
+    return ds, dropped
+
+
+# %% ../nbs/01_data.ipynb #ldtrans1
 def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_examples: int | None = None,
                   sentences: bool | None = None, seed: int = 0, task: str | TaskSpec | None = None):
     """Load unlabelled transfer text D_T as a `datasets.Dataset` (`text_a`, and `text_b` for pairs).
@@ -506,7 +554,6 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
     Raises:
         DataError: nothing is left once `task`'s evaluation split is left out.
     """
-    src = str(source)
     spec = get_task(task) if task is not None else None
     try: held = (spec.name, eval_split(spec)) if spec is not None else None
     except ValueError: held = None                                   # a task without a dev split: nothing to leak
@@ -514,39 +561,13 @@ def load_transfer(source: str | Path, data_dir: str | Path | None = None, max_ex
     held_keys = set()
     if held is not None and held[1] in spec.files and (root / spec.files[held[1]]).exists():
         held_keys = set(text_keys(load_task(spec, held[1], root)))
-    refuse = lambda: DataError(f"transfer set {src!r} for task {held[0]!r} is empty once {held[0]}'s evaluation split "
-                               f"{held[1]!r} is left out (in {root}); pass another transfer source")
-    dropped = 0
-    if src == 'imdb':
-        splits = [s for s in ('train', 'test', 'unsup') if held != ('imdb', s)]
-        files = [root / 'imdb' / f'{s}.jsonl.xz' for s in splits]
-        if missing := [str(f) for f in files if not f.exists()]: raise FileNotFoundError(f"IMDB transfer text: missing {missing}")
-        parts = [records_to_dataset(iter_jsonl(f), f, ('text',), None, clean=clean_review) for f in files]
-        ds, dropped = _drop_texts(concat_datasets(parts), held_keys)
-        if sentences is not False: ds = _sentences_dataset(ds['text_a'])
-    elif src in GENERAL_CORPORA:
-        docs = (unwrap_lines(d) if src == 'gutenberg' else d for f in lm_sources(src, root)[0][1] for d in iter_documents(f))
-        ds = _sentences_dataset(docs) if sentences is not False else columns_dataset({'text_a': list(docs)})
-    elif src == 'nli' or src in TASKS:
-        specs = [TASKS['mnli'], TASKS['snli']] if src == 'nli' else [TASKS[src]]
-        files = [(s, root / f) for s in specs for split, f in s.files.items() if (root / f).exists() and held != (s.name, split)]
-        if not files:
-            if held is not None and any((root / f).exists() for s in specs for f in s.files.values()): raise refuse()
-            raise FileNotFoundError(f"transfer source {src!r}: none of its files are in {root}")
-        ds = concat_datasets([read_file(f, s.text_columns, None, header=None, clean=s.clean) for s, f in files])
-        ds, dropped = _drop_texts(ds, held_keys)
-        if sentences: ds = _sentences_dataset(ds['text_a'])
-    else:
-        path = _check_file(source)
-        ds = read_unlabelled(path, labels_note='D_T is unlabelled transfer text, so they are dropped')
-        if sentences:
-            if 'text_b' in ds.column_names: raise ValueError(f"{path}: sentence pairs cannot be split into sentences")
-            ds = _sentences_dataset(ds['text_a'])
+    ds, dropped = transfer_source(source, root, sentences, held, held_keys)
     ds, n = _drop_texts(ds, held_keys); dropped += n                 # also sentences equal to an evaluation text
-    if dropped: warnings.warn(f"transfer set {src!r}: dropped {dropped:,} examples whose text is in the {held[1]!r} split "
+    if dropped: warnings.warn(f"transfer set {str(source)!r}: dropped {dropped:,} examples whose text is in the {held[1]!r} split "
                               f"of task {held[0]!r}, its evaluation data")
-    if held is not None and len(ds) == 0: raise refuse()
+    if held is not None and len(ds) == 0: raise _empty_transfer(str(source), held, root)
     return subsample(ds, max_examples, seed)
+
 
 # %% ../nbs/01_data.ipynb #2d1ab002
 def read_unlabelled(path, labels_note: str | None = None):
@@ -579,13 +600,6 @@ def read_labelled(path, label_names: Sequence[str]):
 
 # %% ../nbs/01_data.ipynb #7fd33848
 LM_CORPORA = {'wikipedia': 'wikipedia/*.jsonl.xz', 'gutenberg': 'gutenberg/books.jsonl.xz', 'imdb': 'imdb/*.jsonl.xz'}
-GENERAL_CORPORA = ('wikipedia', 'gutenberg')     # BERT's kind of D_LM; 'sample' is these two from the embedded sample
-_WRAPPED = re.compile(r'(?<!\n)[ \t]*\n[ \t]*(?!\n)')
-
-def unwrap_lines(text: str) -> str:
-    "Hard-wrapped prose (Project Gutenberg's books): a single line break becomes a space; a blank line stays a paragraph break."
-    return _WRAPPED.sub(' ', text)
-
 CORPUS_CLEAN = {'imdb': clean_review}            # applied to each document of a named D_LM corpus ('imdb': `<br />` tags out)
 
 def lm_sources(sources: str | Path | Sequence, data_dir: str | Path | None = None) -> list[tuple[str, list[Path]]]:
@@ -695,6 +709,52 @@ def _batch_encoder(bt):
     return lambda texts: [e.ids for e in enc(texts, add_special_tokens=False)]
 
 # %% ../nbs/01_data.ipynb #d4e113bc
+def cached_lm_memmap(out: Path, key: str, seq_len: int, verbose: bool = False) -> np.memmap | None:
+    "The rows packed earlier at `out` if its JSON sidecar carries the same cache `key` and the file is whole; else None."
+    meta_path = out.with_suffix('.json')
+    if not (out.exists() and meta_path.exists()): return None
+    try:
+        info = load_json(meta_path)
+        if info.get('key') == key and out.stat().st_size == info['n_seqs'] * seq_len * np.dtype(info['dtype']).itemsize:
+            if verbose: print(f"cache hit: {out.name} ({info['n_seqs']:,} rows)")
+            return open_lm_memmap(out)
+    except (ValueError, KeyError): pass                      # a broken sidecar: rebuild
+    return None
+
+
+# %% ../nbs/01_data.ipynb #packlm01
+def pack_lm_sources(groups: list, tok, out: Path, seq_len: int = 128, max_tokens: int | None = None,
+                    batch_chars: int = 1_000_000, dtype=np.uint16, verbose: bool = False) -> dict:
+    """Tokenize the documents of `groups` (`lm_sources`) and pack them into rows of `seq_len`, written atomically to
+    `out`. The next batch always comes from the source with the fewest tokens so far. Returns the sidecar's counts."""
+    if max_tokens is not None: batch_chars = min(batch_chars, max(10_000, max_tokens))   # interleave sources under a budget
+    encode_batch = _batch_encoder(_plain_backend(tok)); t0 = time.time()
+    streams = [dict(name=n, files=[_file_id(f) for f in fs], n_docs=0, n_tokens=0, stats={}) for n, fs in groups]
+    its = [_doc_batches(fs, s['stats'], batch_chars, CORPUS_CLEAN.get(n)) for (n, fs), s in zip(groups, streams)]
+    live, total = list(range(len(groups))), 0
+    with atomic_path(out) as tmp, open(tmp, 'wb') as f:
+        packer = RowPacker(f, seq_len, tok.cls_token_id, tok.sep_token_id, dtype)
+        while live and (max_tokens is None or total < max_tokens):
+            i = min(live, key=lambda j: streams[j]['n_tokens'])
+            batch = next(its[i], None)
+            if batch is None: live.remove(i); continue
+            ids = iter(encode_batch([p for doc in batch for p in doc]))
+            docs = [itertools.chain(*(next(ids) for _ in doc), (tok.sep_token_id,)) for doc in batch]
+            stream = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int64)
+            if max_tokens is not None: stream = stream[:max_tokens - total]
+            packer.add(stream); total += len(stream)
+            streams[i]['n_docs'] += len(batch); streams[i]['n_tokens'] += len(stream)
+            if verbose: print(f"\r{total:,} tokens, {total / (time.time() - t0):,.0f} tokens/s", end='')
+        if packer.n_rows == 0:
+            raise DataError(f"D_LM sources {[n for n, _ in groups]}: only {total} tokens, fewer than one row of {seq_len - 2}")
+        f.flush(); secs = time.time() - t0
+    return dict(n_seqs=packer.n_rows, seq_len=seq_len, dtype=np.dtype(dtype).name, n_tokens=packer.n_rows * (seq_len - 2),
+                stream_tokens=total, dropped_tail=int(len(packer.carry)), max_tokens=max_tokens,
+                sources=[{**{k: v for k, v in s.items() if k != 'stats'}, **s['stats']} for s in streams],
+                seconds=round(secs, 2), tokens_per_s=round(total / max(secs, 1e-9)), created=time.strftime('%Y-%m-%dT%H:%M:%S'))
+
+
+# %% ../nbs/01_data.ipynb #buildlm1
 def build_lm_memmap(sources='sample', tokenizer=None, seq_len: int = 128, max_tokens: int | None = None,
                     data_dir: str | Path | None = None, cache: bool = True, batch_chars: int = 1_000_000,
                     verbose: bool = False) -> np.memmap:
@@ -721,45 +781,16 @@ def build_lm_memmap(sources='sample', tokenizer=None, seq_len: int = 128, max_to
     groups = lm_sources(sources, data_dir)
     if tok.cls_token_id is None or tok.sep_token_id is None: raise ValueError("the tokenizer has no [CLS]/[SEP] tokens")
     dtype = np.uint16 if len(tok) <= 2**16 else np.uint32
-    bt = _plain_backend(tok); fp = hashlib.sha256(bt.to_str().encode()).hexdigest()[:16]
+    fp = hashlib.sha256(_plain_backend(tok).to_str().encode()).hexdigest()[:16]
     key = lm_cache_key(groups, fp, seq_len, max_tokens)
-    out = cache_dir() / 'lm' / f"lm_L{seq_len}_{key}.memmap"; meta_path = out.with_suffix('.json')
-    if cache and out.exists() and meta_path.exists():
-        try:
-            info = load_json(meta_path)
-            if info.get('key') == key and out.stat().st_size == info['n_seqs'] * seq_len * np.dtype(info['dtype']).itemsize:
-                if verbose: print(f"cache hit: {out.name} ({info['n_seqs']:,} rows)")
-                return open_lm_memmap(out)
-        except (ValueError, KeyError): pass                      # a broken sidecar: rebuild
-    if max_tokens is not None: batch_chars = min(batch_chars, max(10_000, max_tokens))   # interleave sources under a budget
-    encode_batch = _batch_encoder(bt); t0 = time.time()
-    streams = [dict(name=n, files=[_file_id(f) for f in fs], n_docs=0, n_tokens=0, stats={}) for n, fs in groups]
-    its = [_doc_batches(fs, s['stats'], batch_chars, CORPUS_CLEAN.get(n)) for (n, fs), s in zip(groups, streams)]
-    live, total = list(range(len(groups))), 0
-    with atomic_path(out) as tmp, open(tmp, 'wb') as f:
-        packer = RowPacker(f, seq_len, tok.cls_token_id, tok.sep_token_id, dtype)
-        while live and (max_tokens is None or total < max_tokens):
-            i = min(live, key=lambda j: streams[j]['n_tokens'])
-            batch = next(its[i], None)
-            if batch is None: live.remove(i); continue
-            ids = iter(encode_batch([p for doc in batch for p in doc]))
-            docs = [itertools.chain(*(next(ids) for _ in doc), (tok.sep_token_id,)) for doc in batch]
-            stream = np.fromiter(itertools.chain.from_iterable(docs), dtype=np.int64)
-            if max_tokens is not None: stream = stream[:max_tokens - total]
-            packer.add(stream); total += len(stream)
-            streams[i]['n_docs'] += len(batch); streams[i]['n_tokens'] += len(stream)
-            if verbose: print(f"\r{total:,} tokens, {total / (time.time() - t0):,.0f} tokens/s", end='')
-        if packer.n_rows == 0:
-            raise DataError(f"D_LM sources {[n for n, _ in groups]}: only {total} tokens, fewer than one row of {seq_len - 2}")
-        f.flush(); secs = time.time() - t0
-    info = dict(key=key, n_seqs=packer.n_rows, seq_len=seq_len, dtype=np.dtype(dtype).name,
-                n_tokens=packer.n_rows * (seq_len - 2), stream_tokens=total, dropped_tail=int(len(packer.carry)),
-                max_tokens=max_tokens, tokenizer=dict(name=getattr(tok, 'name_or_path', None), fingerprint=fp, vocab=len(tok)),
-                sources=[{**{k: v for k, v in s.items() if k != 'stats'}, **s['stats']} for s in streams],
-                seconds=round(secs, 2), tokens_per_s=round(total / max(secs, 1e-9)), created=time.strftime('%Y-%m-%dT%H:%M:%S'))
-    save_json(info, meta_path)
-    if verbose: print(f"\nwrote {out.name}: {packer.n_rows:,} rows of {seq_len} in {secs:.1f}s")
+    out = cache_dir() / 'lm' / f"lm_L{seq_len}_{key}.memmap"
+    if cache and (mm := cached_lm_memmap(out, key, seq_len, verbose)) is not None: return mm
+    info = dict(key=key, **pack_lm_sources(groups, tok, out, seq_len, max_tokens, batch_chars, dtype, verbose),
+                tokenizer=dict(name=getattr(tok, 'name_or_path', None), fingerprint=fp, vocab=len(tok)))
+    save_json(info, out.with_suffix('.json'))
+    if verbose: print(f"\nwrote {out.name}: {info['n_seqs']:,} rows of {seq_len} in {info['seconds']:.1f}s")
     return open_lm_memmap(out)
+
 
 # %% ../nbs/01_data.ipynb #cbb1c822
 def open_lm_memmap(path) -> np.memmap:

@@ -57,6 +57,8 @@ class Budget:
         if not self.domains or not all(isinstance(d, str) and d for d in self.domains): raise ValueError(f"Budget.domains must be D_T source names, got {self.domains!r}")
         if self.max_minutes is not None and not self.max_minutes > 0: raise ValueError(f"Budget.max_minutes must be positive, got {self.max_minutes!r}")
 
+
+# %% ../nbs/11_experiments.ipynb #ec39as01
 BUDGETS = {'cpu': Budget(), 'test': Budget(seeds=(0, 1), n_transfer=40, transfer_sizes=(16, 32), depths=(1, 2),
                                    domains=('imdb', 'gutenberg'), domain_size=40, lm_tokens=2048, tiny=True)}
 
@@ -66,6 +68,7 @@ def milestone_folders(root=LONG_RUN) -> list[Path]:
     "The milestone Hugging Face folders of a pre-training run (`tokens_*` with a `milestone.json`), by tokens seen."
     ms = [d for d in Path(root).glob('tokens_*') if (d / 'milestone.json').exists()]
     return sorted(ms, key=lambda d: load_json(d / 'milestone.json')['tokens_seen'])
+
 
 # %% ../nbs/11_experiments.ipynb #4996278f
 def stage_configs(b: Budget) -> tuple[FinetuneConfig, FinetuneConfig, DistillConfig]:
@@ -118,9 +121,12 @@ def recipe_record(s: dict, recipe: str, seed: int, **extra) -> dict:
                 best_step=st['best_step'], params=s['params'], wall_seconds=s['wall_seconds'], config=s['config'],
                 manifest=run_manifest(config=s['config'], seed=seed, stage=f"{extra.get('experiment', 'experiment')}:{s['recipe']}"))
 
+
+# %% ../nbs/11_experiments.ipynb #49962s00
 def _train(recipe: str, cfg: RecipeConfig, transfer) -> dict:
     done = cfg.run_dir(recipe) / 'recipe_metrics.json'          # trained earlier, its JSON not yet written: no retraining
     return load_json(done) if done.exists() else run_recipe(recipe, cfg, transfer=transfer)
+
 
 # %% ../nbs/11_experiments.ipynb #93a32bd1
 @dataclass(frozen=True)

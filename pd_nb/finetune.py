@@ -60,10 +60,13 @@ FINETUNE_PRESETS = {
     'test': FinetuneConfig(batch_size=8, lr=1e-4, max_steps=6, max_train=48, max_dev=32, max_len=64, eval_batch_size=32),
 }
 
+
+# %% ../nbs/07_finetune.ipynb #a2a37s00
 def finetune_config(preset: str = 'paper', **overrides) -> FinetuneConfig:
     "A preset of `FINETUNE_PRESETS` with `overrides` (unknown fields are an error)."
     if preset not in FINETUNE_PRESETS: raise ValueError(f"unknown fine-tuning preset {preset!r}: expected one of {list(FINETUNE_PRESETS)}")
     return config_update(FINETUNE_PRESETS[preset], overrides, f'fine-tuning preset {preset!r}')
+
 
 # %% ../nbs/07_finetune.ipynb #3257c37c
 def finetune(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = None, out_dir=None, *, train=None, dev=None,
