@@ -225,6 +225,8 @@ def load_hf_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], allow_new:
 HEADS = {'encoder': BertModel, 'masked_lm': BertForMaskedLM, 'sequence_classification': BertForSequenceClassification}
 _HEAD_PREFIX = {'encoder': (), 'masked_lm': ('cls.predictions.',), 'sequence_classification': ('classifier.',)}
 
+
+# %% ../nbs/03_hub.ipynb #fromhf01
 def from_hf(name_or_dir: str | Path, head: str = 'masked_lm', *, n_labels: int | None = None, label_names: list[str] | None = None,
             n_layers: int | None = None, new_head_ok: bool = True) -> nn.Module:
     """Our model with `head`, with the weights of a Hugging Face BERT checkpoint (folder, hub id or 'minilm').
@@ -262,6 +264,7 @@ def from_hf(name_or_dir: str | Path, head: str = 'masked_lm', *, n_labels: int |
     model.hf_load_report = load_hf_state_dict(model, read_hf_state_dict(folder), allow, ignore, source=str(name_or_dir))
     model.label_names = names if task == 'sequence_classification' else None
     return model
+
 
 # %% ../nbs/03_hub.ipynb #addbdb18
 _HF_ARCH = {BertModel: 'BertModel', BertForMaskedLM: 'BertForMaskedLM', BertForSequenceClassification: 'BertForSequenceClassification'}

@@ -203,8 +203,7 @@ class Learner:
     """Train `model` on `dls.train` with callbacks: the one loop of every stage.
 
     Args:
-        model: returns an object with `.logits` (and `.loss` when the batch has labels); it is called
-            with the batch keys its `forward` accepts.
+        model: returns an object with `.logits` (and `.loss` given labels), called with the batch keys its `forward` takes.
         dls: `DataLoaders` (or anything with `.train` and `.valid`) of dict batches; batch size per process.
         loss_func: `loss_func(pred, batch) -> scalar tensor`; default the model's own loss (`model_loss`).
         opt_func: `opt_func(param_groups, lr) -> Optimizer`; default BERT's AdamW (`adamw`).
@@ -228,38 +227,56 @@ class Learner:
     Raises:
         ValueError: for an unknown `precision` or `grad_accum < 1`.
     """
-    def __init__(self, model: nn.Module, dls, loss_func: Callable = model_loss, opt_func: Callable = adamw,
-                 lr: float = 1e-4, cbs=(), *, wd: float = 0.01, sched: Callable = warmup_linear,
-                 warmup: int | float = 0.0, grad_accum: int = 1, clip: float | None = 1.0, precision: str = 'auto',
-                 compile: bool = False, device=None, seed: int = 0, run_dir=None, config=None,
-                 log_every: int = 10, progress: bool = True, ddp_kwargs: dict | None = None):
+    def __init__(self, model: nn.Module, dls, loss_func: Callable = model_loss, opt_func: Callable = adamw, lr: float = 1e-4,
+                 cbs=(), *, wd: float = 0.01, sched: Callable = warmup_linear, warmup: int | float = 0.0, grad_accum: int = 1,
+                 clip: float | None = 1.0, precision: str = 'auto', compile: bool = False, device=None, seed: int = 0,
+                 run_dir=None, config=None, log_every: int = 10, progress: bool = True, ddp_kwargs: dict | None = None):
         if precision not in ('auto', 'bf16', 'fp32'): raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
         if grad_accum < 1: raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
         self.rank, self.world_size, self.device = init_distributed(device)
         if self.rank > 0: set_seed(seed + 7919 * self.rank)    # each rank its own dropout and masks (weights: DDP copies rank 0's)
         if self.device.type == 'cpu': reuse_freed_memory()
-        self.model, self.dls, self.loss_func, self.lr = model.to(self.device), dls, loss_func, lr
-        self.cbs = list(cbs) + ([ProgressCB()] if progress else [])
+        self.dls, self.loss_func, self.lr, self.cbs = dls, loss_func, lr, list(cbs) + ([ProgressCB()] if progress else [])
         self.sched, self.warmup, self.grad_accum, self.clip, self.seed = sched, warmup, grad_accum, clip, seed
         self.run_dir, self.config, self.log_every = Path(run_dir) if run_dir else None, config, log_every
-        if precision == 'auto': precision = 'bf16' if self.device.type == 'cuda' and torch.cuda.is_bf16_supported() else 'fp32'
-        self.precision = precision
-        self.opt = opt_func(param_groups(self.model, wd), lr=lr)
-        self.ddp = (nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == 'cuda' else None,
-                                                        **(ddp_kwargs or {})) if self.world_size > 1 else None)
-        self.fwd_model = torch.compile(self.ddp or self.model) if compile else (self.ddp or self.model)
-        self.keys = forward_keys(self.model)
-        self.dl = resumable_loader(dls.train, seed, self.rank, self.world_size)
-        self.sampler = self.dl.sampler if isinstance(self.dl.sampler, ResumableSampler) else None
-        self.step = self.epoch = self.iter = 0
+        self.setup_model(model, opt_func, wd, precision, compile, ddp_kwargs)
+        self.setup_data(dls.train)
         self.elapsed, self.history, self.stop_signal, self.stopping = 0.0, [], None, False
         self.pred = self.loss = None
 
-    def callback(self, event: str): run_cbs(self.cbs, event, self)
 
-    def autocast(self):
-        "bf16 autocast when `precision='bf16'`, else a no-op."
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == 'bf16')
+# %% ../nbs/04_learner.ipynb #lrnstep1
+@patch_to(Learner)
+def setup_model(self: Learner, model: nn.Module, opt_func: Callable = adamw, wd: float = 0.01, precision: str = 'auto',
+                compile: bool = False, ddp_kwargs: dict | None = None):
+    """Step 1 of a new Learner: the model on its device, the precision `'auto'` stands for there, the optimiser (weight
+    decay on the ≥2-D parameters only), the DDP wrapper under `torchrun`, and the (compiled) forward."""
+    self.model = model.to(self.device)
+    if precision == 'auto': precision = 'bf16' if self.device.type == 'cuda' and torch.cuda.is_bf16_supported() else 'fp32'
+    self.precision = precision
+    self.opt = opt_func(param_groups(self.model, wd), lr=self.lr)
+    self.ddp = (nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == 'cuda' else None,
+                                                    **(ddp_kwargs or {})) if self.world_size > 1 else None)
+    self.fwd_model = torch.compile(self.ddp or self.model) if compile else (self.ddp or self.model)
+    self.keys = forward_keys(self.model)
+
+@patch_to(Learner)
+def setup_data(self: Learner, train_dl):
+    "Step 2: the training loader made resumable (a seeded order that restarts mid-epoch, split across ranks), at step 0."
+    self.dl = resumable_loader(train_dl, self.seed, self.rank, self.world_size)
+    self.sampler = self.dl.sampler if isinstance(self.dl.sampler, ResumableSampler) else None
+    self.step = self.epoch = self.iter = 0
+
+@patch_to(Learner)
+def callback(self: Learner, event: str):
+    "Run every callback's handler of `event` (in `order`)."
+    run_cbs(self.cbs, event, self)
+
+@patch_to(Learner)
+def autocast(self: Learner):
+    "bf16 autocast when `precision='bf16'`, else a no-op."
+    return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == 'bf16')
+
 
 # %% ../nbs/04_learner.ipynb #0ac1f776
 @patch_to(Learner)
