@@ -16,14 +16,14 @@ from .core import get_device, save_json, load_json, write_manifest, atomic_path
 from .data import DataError, TaskSpec, get_task, get_tokenizer, has_tokenizer, load_task, read_unlabelled
 from .bert import BertForSequenceClassification
 from .hub import from_hf, save_hf, resolve_hf_dir, checkpoint_heads
-from .learner import Callback, forward_keys, model_inputs, to_device
+from .learner import Callback, forward_keys, model_inputs, patch_to, to_device
 
 # %% auto #0
 __all__ = ['METRICS', 'TokenizedExamples', 'example_columns', 'tokenize_examples', 'bucket_batches', 'collate_examples',
            'BucketedBatches', 'classification_loader', 'f1_score', 'classification_metrics', 'task_metrics',
            'predict_logits', 'evaluate_classifier', 'checkpoint_label_names', 'LabelMismatchError', 'check_label_names',
-           'classifier_tokenizer', 'load_classifier', 'save_classifier', 'predict_file', 'BestModelCB', 'as_examples',
-           'save_stage']
+           'classifier_tokenizer', 'classifier_from_folder', 'load_classifier', 'save_classifier', 'write_predictions',
+           'predict_file', 'BestModelCB', 'as_examples', 'save_stage']
 
 # %% ../nbs/06_classifier.ipynb #93f4f096
 @dataclass
@@ -63,12 +63,16 @@ class TokenizedExamples:
             if v is None: f.pop(k, None)
         return replace(self, fields=f)
 
-    def subset(self, idx) -> 'TokenizedExamples':
-        "The examples `idx` (in that order), as a new compact `TokenizedExamples`."
-        idx = np.asarray(idx, dtype=np.int64); lens = self.lengths[idx]
-        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        gather = np.repeat(self.offsets[idx], lens) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lens))
-        return TokenizedExamples(self.ids[gather], offsets, self.n_first[idx], {k: v[idx] for k, v in self.fields.items()}, self.pad_id)
+
+# %% ../nbs/06_classifier.ipynb #tksub001
+@patch_to(TokenizedExamples)
+def subset(self: TokenizedExamples, idx) -> TokenizedExamples:
+    "The examples `idx` (in that order), as a new compact `TokenizedExamples`: one gather of the flat token array."
+    idx = np.asarray(idx, dtype=np.int64); lens = self.lengths[idx]
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    gather = np.repeat(self.offsets[idx], lens) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lens))
+    return TokenizedExamples(self.ids[gather], offsets, self.n_first[idx], {k: v[idx] for k, v in self.fields.items()}, self.pad_id)
+
 
 # %% ../nbs/06_classifier.ipynb #59c584a5
 def example_columns(data) -> tuple[list[str], list[str] | None, np.ndarray | None, tuple | None]:
@@ -351,6 +355,24 @@ def classifier_tokenizer(model_or_dir, tokenizer=None):
     return get_tokenizer(folder) if has_tokenizer(folder) else get_tokenizer()
 
 # %% ../nbs/06_classifier.ipynb #b8a8ccaf
+def classifier_from_folder(folder: Path, spec: TaskSpec, n_layers: int | None = None, source: str | None = None) -> nn.Module:
+    """The loading step of `load_classifier`: a BERT checkpoint folder into our `BertForSequenceClassification`, any
+    other architecture into Hugging Face's `AutoModelForSequenceClassification`, with the task's label names. A head
+    trained for other labels is refused (`check_label_names`); a missing or other-sized head starts fresh."""
+    names, source = list(spec.label_names), source or str(folder)
+    conf = load_json(folder / 'config.json')
+    if _has_classifier_head(folder) and len(conf.get('id2label') or {}) == len(names):
+        check_label_names(checkpoint_label_names(folder), spec, f'the classifier head of {source}', allow_unnamed=True)
+    if conf.get('model_type') == 'bert':
+        return from_hf(folder, 'sequence_classification', label_names=names, n_layers=n_layers)
+    if n_layers is not None: raise ValueError(f"n_layers is supported for BERT checkpoints only; {source} is a {conf.get('model_type')!r}")
+    from transformers import AutoModelForSequenceClassification
+    return AutoModelForSequenceClassification.from_pretrained(
+        folder, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        ignore_mismatched_sizes=True)
+
+
+# %% ../nbs/06_classifier.ipynb #loadclf1
 def load_classifier(model_or_dir, task: str | TaskSpec, n_layers: int | None = None, tokenizer=None):
     """A classifier for `task` and its tokenizer.
 
@@ -379,17 +401,7 @@ def load_classifier(model_or_dir, task: str | TaskSpec, n_layers: int | None = N
         folder = None
     else:
         folder, source = resolve_hf_dir(model_or_dir), str(model_or_dir)
-        conf = load_json(folder / 'config.json')
-        if _has_classifier_head(folder) and len(conf.get('id2label') or {}) == len(names):
-            check_label_names(checkpoint_label_names(folder), spec, f'the classifier head of {source}', allow_unnamed=True)
-        if conf.get('model_type') == 'bert':
-            model = from_hf(folder, 'sequence_classification', label_names=names, n_layers=n_layers)
-        else:
-            if n_layers is not None: raise ValueError(f"n_layers is supported for BERT checkpoints only; {source} is a {conf.get('model_type')!r}")
-            from transformers import AutoModelForSequenceClassification
-            model = AutoModelForSequenceClassification.from_pretrained(
-                folder, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
-                ignore_mismatched_sizes=True)
+        model = classifier_from_folder(folder, spec, n_layers, source)
     tokenizer = classifier_tokenizer(folder, tokenizer)
     vocab = model.cfg.vocab_size if hasattr(model, 'cfg') else model.config.vocab_size
     if len(tokenizer) > vocab: raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but {source} only {vocab} embeddings")
@@ -405,12 +417,24 @@ def save_classifier(model: nn.Module, out_dir, tokenizer, label_names: Sequence[
     return out
 
 # %% ../nbs/06_classifier.ipynb #c6f1b2a1
+def write_predictions(out_path: str | Path, text_a: list[str], text_b: list[str] | None, probs: list[list[float]],
+                      label_names: list[str]) -> Path:
+    """Write one JSON line per example, atomically (an interrupted write leaves no half file):
+    `{"text": ..., ["text_b": ...,] "probs": {label: p, ...}, "pred": label}`."""
+    with atomic_path(out_path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
+        for i, p in enumerate(probs):
+            rec = {'text': text_a[i], **({'text_b': text_b[i]} if text_b is not None else {}),
+                   'probs': {n: round(x, 6) for n, x in zip(label_names, p)}, 'pred': label_names[max(range(len(p)), key=p.__getitem__)]}
+            f.write(json.dumps(rec, ensure_ascii=False) + '\n')
+    return Path(out_path)
+
+
+# %% ../nbs/06_classifier.ipynb #predfil1
 def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | Path, batch_size: int = 64,
                  max_len: int = 128, device=None, overwrite: bool = False) -> Path:
     """Classify every example of `input_path` with our BERT on the Hugging Face classifier folder `model_dir`.
 
-    Writes JSON Lines to `out_path`, one per example in input order:
-    `{"text": ..., ["text_b": ...,] "probs": {label: p, ...}, "pred": label}`.
+    Writes JSON Lines to `out_path`, one per example in input order (`write_predictions`).
 
     Args:
         model_dir: folder (or hub id) of a BERT sequence classifier with its tokenizer files.
@@ -444,12 +468,7 @@ def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | 
     if n_long: warnings.warn(f"{input_path}: {n_long} of {len(a)} examples are longer than max_len={max_len} tokens; they are truncated")
     probs = torch.from_numpy(predict_logits(model, tokenize_examples(data, tok, max_len), batch_size, device)).softmax(-1)
     names = model.label_names or [f'LABEL_{i}' for i in range(model.cfg.n_labels)]
-    with atomic_path(out_path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
-        for i, p in enumerate(probs.tolist()):
-            rec = {'text': a[i], **({'text_b': b[i]} if b is not None else {}), 'probs': {n: round(x, 6) for n, x in zip(names, p)},
-                   'pred': names[max(range(len(p)), key=p.__getitem__)]}
-            f.write(json.dumps(rec, ensure_ascii=False) + '\n')
-    return Path(out_path)
+    return write_predictions(out_path, a, b, probs.tolist(), names)
 
 # %% ../nbs/06_classifier.ipynb #d0dd4742
 class BestModelCB(Callback):
@@ -487,15 +506,19 @@ class BestModelCB(Callback):
     def after_epoch(self, learn): self._eval(learn)
     def after_fit(self, learn): self._eval(learn)
 
-    def restore(self, learn) -> dict:
-        "Load the best weights into `learn.model`; returns the best record."
-        if self.best is None: raise RuntimeError("no evaluation has run: nothing to restore")
-        d = self._dir(learn)
-        if d is not None:
-            from safetensors.torch import load_model
-            load_model(learn.model, str(d / 'model.safetensors'))
-        else: learn.model.load_state_dict(self.state)
-        return self.best
+
+# %% ../nbs/06_classifier.ipynb #bestrst1
+@patch_to(BestModelCB)
+def restore(self: BestModelCB, learn) -> dict:
+    "Load the best weights into `learn.model` (from `run/best/` when the run has a folder, else from memory); returns the best record."
+    if self.best is None: raise RuntimeError("no evaluation has run: nothing to restore")
+    d = self._dir(learn)
+    if d is not None:
+        from safetensors.torch import load_model
+        load_model(learn.model, str(d / 'model.safetensors'))
+    else: learn.model.load_state_dict(self.state)
+    return self.best
+
 
 # %% ../nbs/06_classifier.ipynb #5595f3fa
 def as_examples(data, task: str | TaskSpec, split: str, tokenizer, max_len: int = 128, max_n: int | None = None,
