@@ -19,7 +19,8 @@ from .classifier import (classification_loader, task_metrics, evaluate_classifie
                               as_examples, save_stage, BestModelCB)
 
 # %% auto #0
-__all__ = ['FINETUNE_GRID', 'FINETUNE_PRESETS', 'FinetuneConfig', 'finetune_config', 'finetune', 'mean_std', 'finetune_sweep']
+__all__ = ['FINETUNE_GRID', 'FINETUNE_PRESETS', 'FinetuneConfig', 'finetune_config', 'finetune_learner', 'finetune_summary',
+           'finetune', 'mean_std', 'choose_config', 'keep_run', 'finetune_sweep']
 
 # %% ../nbs/07_finetune.ipynb #a2a37c82
 @dataclass
@@ -69,17 +70,42 @@ def finetune_config(preset: str = 'paper', **overrides) -> FinetuneConfig:
 
 
 # %% ../nbs/07_finetune.ipynb #3257c37c
+def finetune_learner(model: nn.Module, train: TokenizedExamples, dev: TokenizedExamples, spec: TaskSpec, cfg: FinetuneConfig,
+                     out: Path | None = None, config: dict | None = None, progress: bool = True, cbs=()) -> tuple[Learner, BestModelCB]:
+    """The training step of `finetune`: length-bucketed batches of D_L (padded to multiples of 16 on a GPU), and a
+    `Learner` whose `BestModelCB` evaluates on `dev` (every epoch, and every `cfg.eval_every` steps) and keeps the best."""
+    dls = DataLoaders(classification_loader(train, per_process_batch(cfg.batch_size, cfg.grad_accum), True, cfg.seed, cfg.chunk_batches,
+                                            pad_to_multiple=16 if torch.cuda.is_available() else None),   # tensor-core shapes on a GPU
+                      classification_loader(dev, cfg.eval_batch_size, shuffle=False))
+    best = BestModelCB(spec.metric, task_metrics(spec), cfg.eval_every)
+    learn = Learner(model, dls, lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup, grad_accum=cfg.grad_accum, clip=cfg.clip,
+                    precision=cfg.precision, compile=cfg.compile, seed=cfg.seed, run_dir=out / 'run' if out else None,
+                    config=config, progress=progress,
+                    cbs=[best, *([CheckpointCB(cfg.ckpt_every)] if cfg.ckpt_every else []), *cbs])
+    return learn, best
+
+def finetune_summary(learn: Learner, rec: dict, final: dict, spec: TaskSpec, cfg: FinetuneConfig, out: Path | None,
+                     info: dict, t0: float) -> dict:
+    """The summary `finetune` writes to `finetune_metrics.json`: the independent dev evaluation `final` of the best
+    checkpoint `rec`, every evaluation of the run (from its log, so a resumed run keeps the earlier ones), sizes, timings."""
+    evals = [r for r in (read_log(out / 'run') if out else learn.history) if f'valid_{spec.metric}' in r]
+    return dict(task=spec.name, source=info['source'], label_names=list(spec.label_names), metric=spec.metric,
+                dev_split=info['dev_split'], dev=final, dev_score=final[spec.metric],
+                best_step=rec['step'], best_epoch=rec['epoch'], last=evals[-1] if evals else None, evals=evals,
+                steps=learn.step, n_train=info['n_train'], n_dev=info['n_dev'], batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                params=count_params(learn.model), train_seconds=round(learn.elapsed, 2), wall_seconds=round(time.time() - t0, 2))
+
+
+# %% ../nbs/07_finetune.ipynb #ftmain01
 def finetune(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = None, out_dir=None, *, train=None, dev=None,
              tokenizer=None, data_dir=None, resume: bool = False, progress: bool = True, cbs=()) -> dict:
     """Fine-tune a classifier on D_L with the Learner; keep the best dev checkpoint.
 
     Args:
-        model_or_dir: a model (trained in place; it ends with the best weights), or a checkpoint
-            folder / hub id / 'minilm' (see `load_classifier`).
+        model_or_dir: a model (trained in place, ending with the best weights), or a folder / hub id (`load_classifier`).
         task: a `TASKS` name or `TaskSpec`: label names, metric, default splits.
         cfg: the run's settings (default `FinetuneConfig()`).
-        out_dir: where the Hugging Face folder, `finetune_metrics.json`, `manifest.json` and `run/`
-            (log, best weights, checkpoints) go; None: write nothing.
+        out_dir: for the Hugging Face folder, `finetune_metrics.json`, `manifest.json`, `run/`; None: write nothing.
         train: the training data (see `as_examples`); default the task's train split from `data_dir`.
         dev: the evaluation data; default the task's dev split.
         tokenizer: default the checkpoint's own, else BERT's uncased vocabulary.
@@ -89,8 +115,7 @@ def finetune(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = No
         cbs: extra Learner callbacks.
 
     Returns:
-        The summary written to `finetune_metrics.json`: dev metrics of the best checkpoint (`dev`,
-        `dev_score`), its step and epoch, every evaluation, sizes, timings.
+        The summary written to `finetune_metrics.json` (`finetune_summary`).
     """
     spec, cfg = get_task(task), cfg or FinetuneConfig()
     out = Path(out_dir) if out_dir is not None else None
@@ -105,27 +130,15 @@ def finetune(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = No
     dev_split = cfg.dev_split or eval_split(spec)
     tr = as_examples(train, spec, cfg.train_split, tok, cfg.max_len, cfg.max_train, cfg.seed, data_dir)
     dv = as_examples(dev, spec, dev_split, tok, cfg.max_len, cfg.max_dev, cfg.seed, data_dir)
-    dls = DataLoaders(classification_loader(tr, per_process_batch(cfg.batch_size, cfg.grad_accum), True, cfg.seed, cfg.chunk_batches,
-                                            pad_to_multiple=16 if torch.cuda.is_available() else None),   # tensor-core shapes on a GPU
-                      classification_loader(dv, cfg.eval_batch_size, shuffle=False))
-    best = BestModelCB(spec.metric, task_metrics(spec), cfg.eval_every)
     config = {'task': spec.name, 'source': source, **asdict(cfg)}
-    learn = Learner(model, dls, lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup, grad_accum=cfg.grad_accum, clip=cfg.clip,
-                    precision=cfg.precision, compile=cfg.compile, seed=cfg.seed, run_dir=out / 'run' if out else None,
-                    config=config, progress=progress,
-                    cbs=[best, *([CheckpointCB(cfg.ckpt_every)] if cfg.ckpt_every else []), *cbs])
+    learn, best = finetune_learner(model, tr, dv, spec, cfg, out, config, progress, cbs)
     t0 = time.time()
     learn.fit(cfg.epochs, max_steps=cfg.max_steps, resume=resume)
     if learn.rank != 0: return {}
     rec = best.restore(learn)
     final = evaluate_classifier(learn.model, dv, spec, cfg.eval_batch_size, learn.device, learn.precision)
-    evals = [r for r in (read_log(out / 'run') if out else learn.history) if f'valid_{spec.metric}' in r]
-    summary = dict(task=spec.name, source=source, label_names=list(spec.label_names), metric=spec.metric,
-                   dev_split=dev_split if dev is None else 'given', dev=final, dev_score=final[spec.metric],
-                   best_step=rec['step'], best_epoch=rec['epoch'], last=evals[-1] if evals else None, evals=evals,
-                   steps=learn.step, n_train=len(tr), n_dev=len(dv), batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                   params=count_params(learn.model), train_seconds=round(learn.elapsed, 2),
-                   wall_seconds=round(time.time() - t0, 2))
+    summary = finetune_summary(learn, rec, final, spec, cfg, out, dict(source=source, dev_split=dev_split if dev is None else 'given',
+                                                                       n_train=len(tr), n_dev=len(dv)), t0)
     if out is not None: save_stage(learn, out, tok, spec.label_names, summary, config, cfg.seed, 'finetune')
     return summary
 
@@ -134,6 +147,27 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     "Mean and sample standard deviation (ddof=1; 0 for a single value)."
     v = np.asarray(values, dtype=np.float64)
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+# %% ../nbs/07_finetune.ipynb #choosec1
+def choose_config(runs: list[dict]) -> tuple[list[dict], dict, dict]:
+    """The choice step of `finetune_sweep`: each (batch size, lr) configuration's mean ± std over its seeds; the
+    configuration with the best mean; and its best run, the one kept. Returns (configs, chosen, kept)."""
+    configs = []
+    for (bs, lr), group in itertools.groupby(runs, key=lambda r: (r['batch_size'], r['lr'])):
+        scores = [r['score'] for r in group]
+        mu, sd = mean_std(scores)
+        configs.append(dict(batch_size=bs, lr=lr, n_seeds=len(scores), mean=mu, std=sd, scores=scores))
+    chosen = max(configs, key=lambda c: c['mean'])
+    kept = max((r for r in runs if (r['batch_size'], r['lr']) == (chosen['batch_size'], chosen['lr'])), key=lambda r: r['score'])
+    return configs, chosen, kept
+
+def keep_run(out: Path, kept: str, runs: list[str], keep_all: bool = False):
+    "Copy the files of run `kept` (under `out/runs/`) up into `out`; unless `keep_all`, delete the other runs' weights."
+    for f in (out / 'runs' / kept).iterdir():
+        if f.is_file(): shutil.copy2(f, out / f.name)
+    if not keep_all:
+        for r in runs: (out / 'runs' / r / 'model.safetensors').unlink(missing_ok=True)
+
 
 # %% ../nbs/07_finetune.ipynb #a6bd5cfa
 def finetune_sweep(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = None, out_dir=None, *,
@@ -170,17 +204,8 @@ def finetune_sweep(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | Non
                      train=tr, dev=dv, tokenizer=tok, progress=progress)
         runs.append(dict(run=name, batch_size=bs, lr=lr, seed=seed, score=s['dev_score'], dev=s['dev'],
                          best_step=s['best_step'], steps=s['steps'], train_seconds=s['train_seconds']))
-    configs = []
-    for (bs, lr), group in itertools.groupby(runs, key=lambda r: (r['batch_size'], r['lr'])):
-        scores = [r['score'] for r in group]
-        mu, sd = mean_std(scores)
-        configs.append(dict(batch_size=bs, lr=lr, n_seeds=len(scores), mean=mu, std=sd, scores=scores))
-    chosen = max(configs, key=lambda c: c['mean'])
-    kept = max((r for r in runs if (r['batch_size'], r['lr']) == (chosen['batch_size'], chosen['lr'])), key=lambda r: r['score'])
-    for f in (out / 'runs' / kept['run']).iterdir():
-        if f.is_file(): shutil.copy2(f, out / f.name)
-    if not keep_runs:
-        for r in runs: (out / 'runs' / r['run'] / 'model.safetensors').unlink(missing_ok=True)
+    configs, chosen, kept = choose_config(runs)
+    keep_run(out, kept['run'], [r['run'] for r in runs], keep_runs)
     summary = dict(task=spec.name, source=str(model_or_dir) if not isinstance(model_or_dir, nn.Module) else type(model_or_dir).__name__,
                    metric=spec.metric, grid={'batch_size': list(batch_sizes), 'lr': list(lrs),
                    'seeds': list(seeds)}, config=asdict(cfg), runs=runs, configs=configs, chosen=chosen, kept=kept,
