@@ -19,7 +19,8 @@ from .classifier import (checkpoint_label_names, check_label_names, tokenize_exa
 
 # %% auto #0
 __all__ = ['TEACHER_CONFIG', 'TEACHER_GRID', 'SOFT_LABEL_VERSION', 'train_teacher', 'check_teacher_labels', 'load_teacher',
-           'weights_fingerprint', 'texts_fingerprint', 'soft_label_key', 'label_transfer_set']
+           'weights_fingerprint', 'texts_fingerprint', 'soft_label_key', 'soft_label_parts', 'cached_soft_labels',
+           'teacher_probs', 'label_transfer_set']
 
 # %% ../nbs/08_teacher.ipynb #a469b267
 TEACHER_CONFIG = FinetuneConfig(lr=1e-4, batch_size=32, epochs=3)
@@ -168,6 +169,35 @@ def _write_soft_labels(path: Path, probs: np.ndarray, meta: dict) -> None:
     save_json({**meta, 'sha256': sha}, path.with_suffix('.json'))
 
 # %% ../nbs/08_teacher.ipynb #ac9e385e
+def soft_label_parts(model: nn.Module, tok, a: list[str], b: list[str] | None, max_len: int, precision: str, dtype: str) -> dict:
+    "Step 1 of `label_transfer_set`: what the soft labels depend on, the parts of the cache key (see above)."
+    return dict(version=SOFT_LABEL_VERSION, teacher=weights_fingerprint(model), tokenizer=tokenizer_fingerprint(tok),
+                max_len=max_len, transfer=texts_fingerprint(a, b), n=len(a), precision=precision, dtype=dtype)
+
+def cached_soft_labels(path: Path | None, parts: dict, n_labels: int, info: dict) -> np.ndarray | None:
+    """Step 2: the stored probabilities when the file at `path` is valid for `parts` (`info['status']` 'hit'); else None,
+    with status 'miss' (no file), 'stale' (with the reason, said in a warning) or 'off' (no cache)."""
+    if path is None: return None
+    if not path.exists(): info['status'] = 'miss'; return None
+    probs, reason = _read_soft_labels(path, parts, n_labels)
+    if probs is not None: info['status'] = 'hit'; return probs
+    info.update(status='stale', reason=reason)
+    warnings.warn(f"soft-label cache {path} is stale ({reason}): recomputing it")
+    return None
+
+def teacher_probs(model: nn.Module, tok, a: list[str], b: list[str] | None, max_len: int = 128, batch_size: int = 256,
+                  device=None, precision: str = 'fp32', dtype: str = 'float32', progress: bool = False) -> tuple[np.ndarray, dict]:
+    """Step 3: one pass of the teacher over D_T: tokenized once, run in length-sorted batches (`predict_logits`),
+    softmax. Returns (probs [N, C] in `dtype`, in the order of `a`; timings and the token count)."""
+    ex = tokenize_examples({'text_a': a, **({'text_b': b} if b is not None else {})}, tok, max_len)
+    t1 = time.time()
+    logits = predict_logits(model, ex, batch_size, device, precision, progress)
+    probs = torch.from_numpy(logits).softmax(-1).numpy().astype(dtype)
+    secs = time.time() - t1
+    return probs, dict(inference_seconds=round(secs, 3), examples_per_s=round(len(a) / max(secs, 1e-9), 1), tokens=int(ex.lengths.sum()))
+
+
+# %% ../nbs/08_teacher.ipynb #ltsmain1
 def label_transfer_set(teacher, transfer, tokenizer=None, max_len: int = 128, batch_size: int | None = None,
                        cache: bool | str | Path = True, dtype: str = 'float32', task: str | TaskSpec | None = None,
                        device=None, precision: str = 'auto', progress: bool = False, return_info: bool = False):
@@ -179,8 +209,7 @@ def label_transfer_set(teacher, transfer, tokenizer=None, max_len: int = 128, ba
         tokenizer: the teacher's tokenizer (default its folder's own, else BERT's uncased vocabulary).
         max_len: the longest encoding (special tokens included).
         batch_size: examples per inference batch (default 1024 on a GPU, where big batches keep it busy; else 256).
-        cache: True: `cache_dir()/soft_labels/<key>.npy`; a path: that file (rebuilt when it is for
-            another key); False: no cache.
+        cache: True: `cache_dir()/soft_labels/<key>.npy`; a path: that file (rebuilt for another key); False: none.
         dtype: 'float32' or 'float16' for the returned (and stored) probabilities.
         task: check the teacher's label names/order against this task first (recommended).
         device: where to run the teacher (see `predict_logits`).
@@ -200,29 +229,17 @@ def label_transfer_set(teacher, transfer, tokenizer=None, max_len: int = 128, ba
     device = get_device(device)
     batch_size = batch_size or (1024 if device.type == 'cuda' else 256)
     if precision == 'auto': precision = 'bf16' if device.type == 'cuda' else 'fp32'
-    names = checkpoint_label_names(model)
-    n_labels = model.cfg.n_labels if hasattr(model, 'cfg') else model.config.num_labels
-    parts = dict(version=SOFT_LABEL_VERSION, teacher=weights_fingerprint(model), tokenizer=tokenizer_fingerprint(tok),
-                 max_len=max_len, transfer=texts_fingerprint(a, b), n=len(a), precision=precision, dtype=dtype)
-    key = soft_label_key(parts)
+    parts = soft_label_parts(model, tok, a, b, max_len, precision, dtype); key = soft_label_key(parts)
     path = (Path(cache) if isinstance(cache, (str, Path)) else cache_dir() / 'soft_labels' / f'{key}.npy') if cache else None
     info = dict(status='off', reason='', path=str(path) if path else None, key=key, n=len(a))
-    if path is not None and path.exists():
-        probs, reason = _read_soft_labels(path, parts, n_labels)
-        if probs is not None:
-            info.update(status='hit', seconds=round(time.time() - t0, 3))
-            return (probs, info) if return_info else probs
-        info.update(status='stale', reason=reason)
-        warnings.warn(f"soft-label cache {path} is stale ({reason}): recomputing it")
-    elif path is not None: info['status'] = 'miss'
-    ex = tokenize_examples({'text_a': a, **({'text_b': b} if b is not None else {})}, tok, max_len)
-    t1 = time.time()
-    logits = predict_logits(model, ex, batch_size, device, precision, progress)
-    probs = torch.from_numpy(logits).softmax(-1).numpy().astype(dtype)
-    secs = time.time() - t1
-    info.update(seconds=round(time.time() - t0, 3), inference_seconds=round(secs, 3),
-                examples_per_s=round(len(a) / max(secs, 1e-9), 1), tokens=int(ex.lengths.sum()))
-    if path is not None:
-        _write_soft_labels(path, probs, dict(key=key, parts=parts, label_names=names, teacher=str(teacher) if isinstance(teacher, (str, Path)) else type(teacher).__name__,
-                                             created=time.strftime('%Y-%m-%dT%H:%M:%S'), **{k: info[k] for k in ('inference_seconds', 'examples_per_s', 'tokens')}))
+    n_labels = model.cfg.n_labels if hasattr(model, 'cfg') else model.config.num_labels
+    probs = cached_soft_labels(path, parts, n_labels, info)
+    if probs is None:
+        probs, timing = teacher_probs(model, tok, a, b, max_len, batch_size, device, precision, dtype, progress)
+        info.update(timing)
+        if path is not None:
+            _write_soft_labels(path, probs, dict(key=key, parts=parts, label_names=checkpoint_label_names(model), created=time.strftime('%Y-%m-%dT%H:%M:%S'),
+                                                 teacher=str(teacher) if isinstance(teacher, (str, Path)) else type(teacher).__name__, **timing))
+    info['seconds'] = round(time.time() - t0, 3)
     return (probs, info) if return_info else probs
+
