@@ -15,16 +15,16 @@ from .core import BertConfig, student_config, set_seed, per_process_batch
 from .data import DataError, TaskSpec, get_task, eval_split
 from .bert import BertForSequenceClassification, init_bert_weights, count_params
 from .hub import from_hf, from_hf_config, resolve_hf_dir
-from .learner import Learner, DataLoaders, CheckpointCB, main_process_first, read_log
+from .learner import Learner, DataLoaders, CheckpointCB, main_process_first, read_log, refuse_earlier_run
 from .classifier import (save_stage, TokenizedExamples, tokenize_examples, classification_loader,
                               evaluate_classifier, BestModelCB, task_metrics, as_examples, check_label_names,
                               checkpoint_label_names, classifier_tokenizer, example_columns)
 from .teacher import label_transfer_set, load_teacher
 
 # %% auto #0
-__all__ = ['INIT_KINDS', 'soft_cross_entropy', 'distill_loss', 'init_student', 'DistillConfig', 'check_teacher_probs',
-           'same_vocab', 'teacher_task', 'distill_student', 'teacher_soft_labels', 'distill_examples',
-           'distill_learner', 'distill_summary', 'distill']
+__all__ = ['INIT_KINDS', 'soft_cross_entropy', 'distill_loss', 'copy_embeddings', 'init_kind', 'init_student', 'DistillConfig',
+           'check_teacher_probs', 'same_vocab', 'teacher_task', 'distill_student', 'teacher_soft_labels',
+           'distill_examples', 'distill_learner', 'distill_summary', 'distill_task', 'distill']
 
 # %% ../nbs/09_distill.ipynb #6e6c321d
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float = 1.0,
@@ -77,13 +77,35 @@ def _check_width(cfg: BertConfig, L: int | None, H: int | None, source: str) -> 
         raise ValueError(f"{source} has L={cfg.n_layers} layers, the student size asks for L={L}")
 
 # %% ../nbs/09_distill.ipynb #c8367ad7
+def copy_embeddings(model: BertForSequenceClassification, source: nn.Module, which: str = 'word', src: str = 'the checkpoint'):
+    """The embeddings-only initialisation: copy the word embeddings of `source` (a `BertModel`) into `model`'s, or with
+    `which='all'` also the position and segment embeddings and the embedding LayerNorm (the first rows where `source` has more)."""
+    parts = {'word': ('word',), 'all': ('word', 'position', 'segment', 'norm')}
+    if which not in parts: raise ValueError(f"embeddings={which!r}: expected 'word' or 'all'")
+    with torch.no_grad():
+        for part in parts[which]:
+            for name, t in getattr(model.bert.embeddings, part).named_parameters():
+                s = getattr(getattr(source.embeddings, part), name)
+                if s.shape[0] < t.shape[0] or s.shape[1:] != t.shape[1:]:
+                    raise ValueError(f"embeddings.{part}.{name}: {src} has shape {tuple(s.shape)}, the student {tuple(t.shape)}")
+                t.copy_(s[:t.shape[0]])
+    return model
+
+def init_kind(init: str) -> tuple[str, str]:
+    "('random' | 'checkpoint' | 'truncated' | 'embeddings', the folder after the colon) of an `init` string."
+    kind, _, src = str(init).partition(':')
+    if kind not in ('truncated', 'embeddings'): return ('random' if str(init) == 'random' else 'checkpoint'), ''
+    if not src: raise ValueError(f"init={init!r}: name the checkpoint folder after '{kind}:'")
+    return kind, src
+
+
+# %% ../nbs/09_distill.ipynb #initst01
 def init_student(init: str | Path, size=None, n_labels: int | None = None, label_names=None, *, seed: int = 0,
                  embeddings: str = 'word', **cfg_overrides) -> BertForSequenceClassification:
     """A student classifier initialised as in the paper's ablation (Fig. 5).
 
     Args:
-        init: 'random'; a folder / hub id of a pre-trained (MLM) checkpoint (PD); 'truncated:<dir>' (the
-            bottom L layers of a deeper checkpoint of width H); 'embeddings:<dir>' (its embeddings, the rest random).
+        init: 'random'; a folder / hub id of a pre-trained (MLM) checkpoint (PD); 'truncated:<dir>'; 'embeddings:<dir>' (`INIT_KINDS`).
         size: (L, H) or a name ('tiny', 'mini', ... see `student_config`); required except for a checkpoint,
             whose (L, H) it is then checked against.
         n_labels: classes (default `len(label_names)`, else 2).
@@ -102,41 +124,26 @@ def init_student(init: str | Path, size=None, n_labels: int | None = None, label
     names = list(label_names) if label_names is not None else None
     if names is not None and n_labels is not None and n_labels != len(names):
         raise ValueError(f"n_labels={n_labels} but {len(names)} label names {names}")
-    n = len(names) if names is not None else (n_labels or 2)
-    init = str(init)
-    kind, _, src = init.partition(':')
-    if kind not in ('truncated', 'embeddings'): kind, src = ('random' if init == 'random' else 'checkpoint'), ''
+    n, init = (len(names) if names is not None else (n_labels or 2)), str(init)
+    kind, src = init_kind(init)
     if kind != 'checkpoint' and size is None: raise ValueError(f"init={init!r} needs a student size (L, H)")
     shape = student_config(size, strict_grid=False) if size is not None else None
     L, H = (shape.n_layers, shape.hidden) if shape is not None else (None, None)
-    if kind in ('truncated', 'embeddings') and not src: raise ValueError(f"init={init!r}: name the checkpoint folder after '{kind}:'")
     set_seed(seed)
     if kind == 'random':
         model = BertForSequenceClassification(student_config(size, strict_grid=False, n_labels=n, **cfg_overrides))
-    elif kind == 'truncated':
-        model = from_hf(src, 'sequence_classification', n_labels=n, label_names=names, n_layers=L)
-        _check_width(model.cfg, None, H, f"checkpoint {src}")
     elif kind == 'embeddings':
         source = from_hf(src, 'encoder')
         _check_width(source.cfg, None, H, f"checkpoint {src}")
         cfg = student_config(size, strict_grid=False, n_labels=n, **{'vocab_size': source.cfg.vocab_size, **cfg_overrides})
-        model = BertForSequenceClassification(cfg)
-        parts = {'word': ('word',), 'all': ('word', 'position', 'segment', 'norm')}
-        if embeddings not in parts: raise ValueError(f"embeddings={embeddings!r}: expected 'word' or 'all'")
-        with torch.no_grad():
-            for part in parts[embeddings]:
-                for name, t in getattr(model.bert.embeddings, part).named_parameters():
-                    s = getattr(getattr(source.embeddings, part), name)
-                    if s.shape[0] < t.shape[0] or s.shape[1:] != t.shape[1:]:
-                        raise ValueError(f"embeddings.{part}.{name}: checkpoint {src} has shape {tuple(s.shape)}, the student {tuple(t.shape)}")
-                    t.copy_(s[:t.shape[0]])
-    else:
-        model = from_hf(init, 'sequence_classification', n_labels=n, label_names=names)
-        _check_width(model.cfg, L, H, f"checkpoint {init}")
-    if kind not in ('random', 'embeddings'):                            # the head is always new, even if the folder has one
-        set_seed(seed); init_bert_weights(model.classifier, model.cfg.init_range)
+        model = copy_embeddings(BertForSequenceClassification(cfg), source, embeddings, f"checkpoint {src}")
+    else:                                                               # a checkpoint, whole or its bottom L layers
+        model = from_hf(src or init, 'sequence_classification', n_labels=n, label_names=names, n_layers=L if kind == 'truncated' else None)
+        _check_width(model.cfg, None if kind == 'truncated' else L, H, f"checkpoint {src or init}")
+        set_seed(seed); init_bert_weights(model.classifier, model.cfg.init_range)   # the head is always new, even if the folder has one
     model.label_names, model.init = names, init
     return model
+
 
 # %% ../nbs/09_distill.ipynb #979cfb84
 @dataclass
@@ -299,24 +306,37 @@ def distill_summary(learn, best: dict, final: dict, spec: TaskSpec, cfg: Distill
                 wall_seconds=round(time.time() - t0, 2))
 
 # %% ../nbs/09_distill.ipynb #45d7dc09
+def distill_task(teacher, transfer, task: str | TaskSpec | None = None, teacher_name: str | None = None) -> tuple[TaskSpec, int]:
+    """Step 0 of `distill`: the task the student is distilled for, and the size of D_T. Without `task`, the teacher's
+    own label space (`teacher_task`: a teacher folder / model is needed), and, without dev data, the student is scored
+    on `cfg.holdout` examples held out of D_T against the teacher's argmax (agreement).
+
+    Raises:
+        DataError: an empty D_T. ValueError: no task and teacher probabilities only (they carry no label names).
+    """
+    if isinstance(transfer, TokenizedExamples): n, pair = len(transfer), None
+    else:
+        a, b = example_columns(transfer)[:2] if len(transfer) else ([], None)
+        n, pair = len(a), b is not None
+    if n == 0: raise DataError("the transfer set D_T is empty: nothing to distil on")
+    if task is not None: return get_task(task), n
+    if isinstance(teacher, (np.ndarray, torch.Tensor)): raise ValueError("teacher probabilities carry no label names: name the task, or pass the teacher folder / model")
+    return teacher_task(teacher, pair=bool(pair), name=teacher_name), n
+
+
+# %% ../nbs/09_distill.ipynb #dsmain01
 def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg: DistillConfig | None = None, out_dir=None, *,
             dev=None, tokenizer=None, teacher_tokenizer=None, data_dir=None, resume: bool = False, progress: bool = True, cbs=(),
             allow_unnamed: bool = False, teacher_name: str | None = None) -> dict:
     """Step 2 of Algorithm 1: train `student` on D_T against the teacher's soft labels; keep the best dev model.
 
     Args:
-        student: a `BertForSequenceClassification` (e.g. from `init_student`; trained in place, it ends
-            with the best weights), or a checkpoint folder (loaded by `init_student`).
-        teacher: its probabilities on D_T ([N, C], e.g. from `label_transfer_set`), or a fine-tuned teacher
-            folder / model (then D_T is labelled now, through the soft-label cache).
-        transfer: D_T: a `datasets.Dataset` (`text_a`, optional `text_b`), a list of texts or pairs, or
-            `TokenizedExamples` tokenized for the student (only with probabilities as `teacher`).
-        task: the task: label names, metric, dev split. None: the teacher's own label space
-            (`teacher_task`; needs a teacher folder / model), and without `dev` the student is scored
-            on `cfg.holdout` examples held out of D_T against the teacher's argmax (agreement).
+        student: a `BertForSequenceClassification` (trained in place, ending with the best weights), or a folder (`init_student`).
+        teacher: its probabilities on D_T ([N, C], `label_transfer_set`), or a fine-tuned teacher folder / model.
+        transfer: D_T: a `datasets.Dataset`, a list of texts or pairs, or `TokenizedExamples` (with probabilities as `teacher`).
+        task: the task: label names, metric, dev split. None: the teacher's own label space (`distill_task`).
         cfg: settings (default `DistillConfig()`).
-        out_dir: where the Hugging Face folder, `distill_metrics.json`, `manifest.json` and `run/` (log,
-            checkpoints) go; None: write nothing.
+        out_dir: for the Hugging Face folder, `distill_metrics.json`, `manifest.json`, `run/`; None: write nothing.
         dev: the evaluation data (see `pd_nb.finetune.as_examples`); default the task's dev split.
         tokenizer: the student's tokenizer (default BERT's uncased vocabulary, or the student folder's).
         teacher_tokenizer: the teacher's, for the vocabulary check (default its folder's when `teacher` is one).
@@ -324,32 +344,19 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
         resume: continue from the latest checkpoint in `out_dir/run` (needs `cfg.ckpt_every`).
         progress: show a progress bar.
         cbs: extra Learner callbacks.
-        allow_unnamed: accept a teacher whose classes have only generic `LABEL_i` names for `task` (you vouch that
-            its class i is the task's i-th label).
+        allow_unnamed: accept a teacher with generic `LABEL_i` names for `task` (you vouch for the order).
         teacher_name: how the summary names a teacher passed as a model (default its folder, or its class name).
 
     Returns:
-        The summary written to `distill_metrics.json`: dev metrics of the best checkpoint (`dev`,
-        `dev_score`), its step, every evaluation, the loss settings, sizes and timings.
+        The summary written to `distill_metrics.json` (`distill_summary`).
 
     Raises:
-        DataError: an empty D_T. ValueError: teacher probabilities of another row count or class count
-        than D_T and the student, or another vocabulary. LabelMismatchError: student labels not the task's.
-        FileExistsError: `out_dir` holds checkpoints of an earlier run and `resume` is False.
+        DataError: an empty D_T. ValueError: teacher probabilities or a vocabulary that do not fit D_T and the student.
+        LabelMismatchError: student labels not the task's. FileExistsError: `out_dir` holds an earlier run's checkpoints.
     """
-    cfg = cfg or DistillConfig()
-    out = Path(out_dir) if out_dir is not None else None
-    if isinstance(transfer, TokenizedExamples): n, pair = len(transfer), None
-    else:
-        a, b = example_columns(transfer)[:2] if len(transfer) else ([], None)
-        n, pair = len(a), b is not None
-    if n == 0: raise DataError("the transfer set D_T is empty: nothing to distil on")
-    if task is None:
-        if isinstance(teacher, (np.ndarray, torch.Tensor)): raise ValueError("teacher probabilities carry no label names: name the task, or pass the teacher folder / model")
-        spec = teacher_task(teacher, pair=bool(pair), name=teacher_name)
-    else: spec = get_task(task)
-    if out is not None and not resume and any((out / 'run' / 'checkpoints').glob('step_*')):
-        raise FileExistsError(f"{out} holds checkpoints of an earlier run: pass resume=True to continue it, or choose another folder")
+    cfg, out = cfg or DistillConfig(), Path(out_dir) if out_dir is not None else None
+    spec, n = distill_task(teacher, transfer, task, teacher_name)                                      # step 0
+    refuse_earlier_run(out, resume)
     student, tok = distill_student(student, spec, tokenizer)                                            # step 1
     probs, source = teacher_soft_labels(teacher, transfer, tok, None if task is None else spec, cfg.max_len,  # step 2
                                         teacher_tokenizer, allow_unnamed, teacher_name)

@@ -14,7 +14,7 @@ import torch.nn as nn
 from .core import set_seed, save_json, write_manifest, per_process_batch, config_update
 from .data import TaskSpec, get_task, eval_split
 from .bert import count_params
-from .learner import Learner, DataLoaders, CheckpointCB, read_log
+from .learner import Learner, DataLoaders, CheckpointCB, read_log, refuse_earlier_run
 from .classifier import (classification_loader, task_metrics, evaluate_classifier, classifier_tokenizer, load_classifier,
                               as_examples, save_stage, BestModelCB)
 
@@ -119,10 +119,8 @@ def finetune(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = No
     """
     spec, cfg = get_task(task), cfg or FinetuneConfig()
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None and not resume and (out / 'run').exists():
-        if any((out / 'run' / 'checkpoints').glob('step_*')):
-            raise FileExistsError(f"{out} holds checkpoints of an earlier run: pass resume=True to continue it, or choose another folder")
-        shutil.rmtree(out / 'run')                                       # a finished earlier run: start afresh
+    refuse_earlier_run(out, resume)
+    if out is not None and not resume: shutil.rmtree(out / 'run', ignore_errors=True)   # a finished earlier run: start afresh
     set_seed(cfg.seed)
     model, tok, source = load_classifier(model_or_dir, spec, cfg.n_layers, tokenizer)
     max_pos = model.cfg.max_positions if hasattr(model, 'cfg') else getattr(model.config, 'max_position_embeddings', cfg.max_len)

@@ -23,7 +23,7 @@ __all__ = ['forward_keys', 'model_inputs', 'model_loss', 'to_device', 'param_gro
            'CancelFitException', 'CancelEpochException', 'CancelBatchException', 'CancelStepException', 'Callback',
            'run_cbs', 'with_cbs', 'init_distributed', 'main_process_first', 'patch_to', 'reuse_freed_memory', 'Learner',
            'count_items', 'accuracy', 'EvalCB', 'ProgressCB', 'read_log', 'plot_log', 'latest_checkpoint',
-           'CheckpointCB', 'TimeLimitCB', 'stop_on_signals', 'stop_requested']
+           'refuse_earlier_run', 'CheckpointCB', 'TimeLimitCB', 'stop_on_signals', 'stop_requested']
 
 # %% ../nbs/04_learner.ipynb #2d63c82f
 def forward_keys(model: nn.Module) -> set[str] | None:
@@ -482,6 +482,12 @@ def latest_checkpoint(run_dir) -> Path | None:
     "The newest complete checkpoint folder of `run_dir`, or None."
     ckpts = sorted(Path(run_dir, 'checkpoints').glob('step_*')) if run_dir else []
     return ckpts[-1] if ckpts else None
+
+def refuse_earlier_run(out_dir, resume: bool = False):
+    "Refuse to start afresh in the stage folder `out_dir` when its `run/` holds checkpoints of an earlier run."
+    if out_dir is not None and not resume and latest_checkpoint(Path(out_dir) / 'run') is not None:
+        raise FileExistsError(f"{out_dir} holds checkpoints of an earlier run: pass resume=True (--resume) to continue it, "
+                              f"or choose another output folder")
 
 @patch_to(Learner)
 def save_checkpoint(self: Learner, keep: int = 2) -> Path | None:

@@ -16,7 +16,7 @@ from .core import (student_config, set_seed, save_json, write_manifest, per_proc
 from .data import get_tokenizer, build_lm_memmap, lm_memmap_info, Rows, rows_batch
 from .bert import BertForMaskedLM, count_params
 from .hub import save_hf
-from .learner import Learner, DataLoaders, Callback, CheckpointCB, TimeLimitCB, main_process_first, read_log, latest_checkpoint
+from .learner import Learner, DataLoaders, Callback, CheckpointCB, TimeLimitCB, main_process_first, read_log, latest_checkpoint, refuse_earlier_run
 
 # %% auto #0
 __all__ = ['PRETRAIN_PRESETS', 'RELEASED_DROPOUT', 'mask_tokens', 'MLMMaskCB', 'masked_eval_set', 'evaluate_mlm', 'MLMEvalCB',
@@ -373,8 +373,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
         resume = True
         if not Path(resume_from).is_dir(): raise FileNotFoundError(f"--resume-from {resume_from}: no such folder")
         seed_run_from(resume_from, out / 'run')
-    if not resume and any((out / 'run' / 'checkpoints').glob('step_*')):
-        raise FileExistsError(f"{out} holds checkpoints of an earlier run: pass resume=True (--resume) to continue it, or choose another output folder")
+    refuse_earlier_run(out, resume)
     tok = get_tokenizer()
     cfg, data = pretrain_data(cfg, tok, data_dir)
     learn = pretrain_learner(cfg, data['train_rows'], data['eval_set'], tok, out, progress, cbs)
