@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import torch.nn as nn
 from .core import student_config, repo_root, results_dir, save_json, load_json, write_manifest
-from .data import get_task, load_transfer
+from .data import TaskSpec, get_task, load_transfer
 from .learner import main_process_first
 from .finetune import FinetuneConfig, finetune
 from .classifier import classifier_tokenizer
@@ -18,7 +18,7 @@ from .distill import DistillConfig, init_student, distill
 
 # %% auto #0
 __all__ = ['RECIPES', 'DEFAULT_TRANSFER', 'Recipe', 'get_recipe', 'default_pretrained', 'RecipeConfig', 'demo_configs',
-           'RecipeError', 'transfer_set', 'initial_student', 'run_recipe']
+           'RecipeError', 'transfer_set', 'initial_student', 'run_pd_f', 'run_one_stage', 'run_recipe']
 
 # %% ../nbs/10_recipes.ipynb #398fd8d8
 @dataclass(frozen=True)
@@ -147,6 +147,42 @@ def _config_dict(cfg: RecipeConfig) -> dict:
     return json.loads(json.dumps(d, default=str))    # as it reads back from JSON (tuples become lists)
 
 # %% ../nbs/10_recipes.ipynb #3dddf9a6
+def run_pd_f(cfg: RecipeConfig, out: Path | None, spec: TaskSpec, ft_cfg: FinetuneConfig, *, train=None, dev=None,
+             transfer=None, progress: bool = False, cbs=()) -> tuple[dict, dict | None, str]:
+    """The stages of PD-F: PD (the experiment's PD run of the same config when there is one, else run here), then
+    fine-tuning of that student on D_L. Returns (stage summaries, soft-label info, where the student started)."""
+    pd_out = cfg.run_dir('pd')
+    if pd_out is not None and (pd_out / 'recipe_metrics.json').exists() and _same_pd(load_json(pd_out / 'recipe_metrics.json'), cfg):
+        pd_res = load_json(pd_out / 'recipe_metrics.json'); pd_res['reused'] = True
+    else:
+        pd_cfg = cfg
+        if pd_out is not None and (pd_out / 'recipe_metrics.json').exists():   # another config's PD run: leave it, run PD inside ours
+            pd_cfg = replace(cfg, out_dir=str(out), experiment=None); pd_out = pd_cfg.run_dir('pd')
+        pd_res = run_recipe('pd', pd_cfg, dev=dev, transfer=transfer, progress=progress)
+    start = pd_out if pd_out is not None else pd_res.pop('_model')
+    stages = {'distill': pd_res['stages']['distill'],
+              'finetune': finetune(start, spec, ft_cfg, out, train=train, dev=dev, data_dir=cfg.data_dir, progress=progress, cbs=cbs)}
+    return stages, pd_res.get('soft_labels'), f"PD ({pd_out})" if pd_out is not None else 'PD (in memory)'
+
+def run_one_stage(r: Recipe, cfg: RecipeConfig, out: Path | None, spec: TaskSpec, ft_cfg: FinetuneConfig, ds_cfg: DistillConfig,
+                  teacher: Path | None = None, *, train=None, dev=None, transfer=None, progress: bool = False, cbs=()):
+    """The single stage of Basic and PF (fine-tuning on D_L) or of Distillation and PD (distillation on D_T, labelled once
+    by the teacher through the soft-label cache). Returns (stage summaries, soft-label info, where it started, the student)."""
+    student, soft = initial_student(r, cfg), None
+    init = 'random' if r.init == 'random' else str(_pretrained_dir(r, cfg))
+    if r.stages == ('finetune',):
+        return {'finetune': finetune(student, spec, ft_cfg, out, train=train, dev=dev, data_dir=cfg.data_dir,
+                                     progress=progress, cbs=cbs)}, None, init, student
+    dt = transfer if transfer is not None else transfer_set(cfg)
+    probs, info = main_process_first(lambda: label_transfer_set(teacher, dt, task=spec, max_len=ds_cfg.max_len, return_info=True))
+    soft = {k: info.get(k) for k in ('status', 'path', 'n', 'seconds')}
+    res = distill(student, probs, dt, spec, ds_cfg, out, dev=dev, data_dir=cfg.data_dir,
+                  teacher_tokenizer=classifier_tokenizer(Path(teacher)), progress=progress, cbs=cbs)
+    res['teacher'] = str(teacher)
+    return {'distill': res}, soft, init, student
+
+
+# %% ../nbs/10_recipes.ipynb #runrec01
 def run_recipe(name: str | Recipe, cfg: RecipeConfig | None = None, *, train=None, dev=None, transfer=None,
                progress: bool = False, cbs=()) -> dict:
     """Train a student by one of the paper's five methods.
@@ -172,37 +208,12 @@ def run_recipe(name: str | Recipe, cfg: RecipeConfig | None = None, *, train=Non
     spec = get_task(cfg.task)
     teacher = _teacher_dir(r, cfg) if r.needs_teacher else None
     if r.needs_pretrained: _pretrained_dir(r, cfg)
-    out = cfg.run_dir(r)
+    out, t0, student = cfg.run_dir(r), time.time(), None
     ft_cfg, ds_cfg = replace(cfg.finetune, seed=cfg.seed), replace(cfg.distill, seed=cfg.seed)
-    t0, stages, soft = time.time(), {}, None
-    if r.name == 'pd_f':
-        pd_out = cfg.run_dir('pd')
-        if pd_out is not None and (pd_out / 'recipe_metrics.json').exists() and _same_pd(load_json(pd_out / 'recipe_metrics.json'), cfg):
-            pd_res = load_json(pd_out / 'recipe_metrics.json'); pd_res['reused'] = True
-        else:
-            pd_cfg = cfg
-            if pd_out is not None and (pd_out / 'recipe_metrics.json').exists():   # another config's PD run: leave it, run PD inside ours
-                pd_cfg = replace(cfg, out_dir=str(out), experiment=None); pd_out = pd_cfg.run_dir('pd')
-            pd_res = run_recipe('pd', pd_cfg, dev=dev, transfer=transfer, progress=progress)
-        stages['distill'] = pd_res['stages']['distill']; soft = pd_res.get('soft_labels')
-        start = pd_out if pd_out is not None else pd_res.pop('_model')
-        stages['finetune'] = res = finetune(start, spec, ft_cfg, out, train=train, dev=dev, data_dir=cfg.data_dir,
-                                            progress=progress, cbs=cbs)
-        init = f"PD ({pd_out})" if pd_out is not None else 'PD (in memory)'
-    else:
-        student = initial_student(r, cfg)
-        init = 'random' if r.init == 'random' else str(_pretrained_dir(r, cfg))
-        if r.stages == ('finetune',):
-            stages['finetune'] = res = finetune(student, spec, ft_cfg, out, train=train, dev=dev, data_dir=cfg.data_dir,
-                                                progress=progress, cbs=cbs)
-        else:
-            dt = transfer if transfer is not None else transfer_set(cfg)
-            probs, info = main_process_first(lambda: label_transfer_set(teacher, dt, task=spec, max_len=ds_cfg.max_len, return_info=True))
-            soft = {k: info.get(k) for k in ('status', 'path', 'n', 'seconds')}
-            stages['distill'] = res = distill(student, probs, dt, spec, ds_cfg, out, dev=dev, data_dir=cfg.data_dir,
-                                              teacher_tokenizer=classifier_tokenizer(Path(teacher)), progress=progress, cbs=cbs)
-            res['teacher'] = str(teacher)
-    shape = student_config(cfg.size, strict_grid=False)
+    kw = dict(train=train, dev=dev, transfer=transfer, progress=progress, cbs=cbs)
+    if r.name == 'pd_f': stages, soft, init = run_pd_f(cfg, out, spec, ft_cfg, **kw)
+    else: stages, soft, init, student = run_one_stage(r, cfg, out, spec, ft_cfg, ds_cfg, teacher, **kw)
+    res, shape = stages[list(stages)[-1]], student_config(cfg.size, strict_grid=False)
     summary = dict(recipe=r.title, name=r.name, task=spec.name, size=[shape.n_layers, shape.hidden], init=init, seed=cfg.seed, teacher=str(teacher) if teacher else None,
                    metric=spec.metric, dev=res['dev'], dev_score=res['dev_score'], dev_accuracy=res['dev']['accuracy'],
                    params=res['params'], soft_labels=soft, wall_seconds=round(time.time() - t0, 2),
@@ -214,3 +225,4 @@ def run_recipe(name: str | Recipe, cfg: RecipeConfig | None = None, *, train=Non
     elif r.name == 'pd':
         summary['_model'] = student                      # PD-F without an output folder continues from this model object
     return summary
+
