@@ -15,15 +15,15 @@ from .finetune import FinetuneConfig, mean_std
 from .distill import DistillConfig
 from .hub import from_hf_config
 from .learner import Callback
-from .pretrain import milestone_name, pretrain, pretrain_config
+from .pretrain import PretrainConfig, milestone_name, pretrain, pretrain_config
 from .teacher import train_teacher
 from .recipes import RecipeConfig, get_recipe, run_recipe
 
 # %% auto #0
 __all__ = ['DOMAINS', 'BUDGETS', 'LONG_RUN', 'EXPERIMENTS', 'PRETRAINING_CURVE', 'TRANSFER_SIZE', 'INITIALISATION', 'DEPTH',
-           'DOMAIN_SHIFT', 'COMPOUND', 'SIZES', 'Budget', 'milestone_folders', 'stage_configs', 'SST2Setup',
-           'recipe_record', 'Experiment', 'register', 'get_experiment', 'run_experiment', 'difference', 'summarise',
-           'word_counts', 'average_ranks', 'corpus_similarity', 'StopAtStepCB']
+           'DOMAIN_SHIFT', 'COMPOUND', 'SIZES', 'Budget', 'repo_path', 'milestone_folders', 'stage_configs',
+           'SST2Setup', 'recipe_record', 'Experiment', 'register', 'get_experiment', 'run_experiment', 'difference',
+           'summarise', 'word_counts', 'average_ranks', 'corpus_similarity', 'StopAtStepCB', 'compound_pretrain_config']
 
 # %% ../nbs/11_experiments.ipynb #ec39aa6d
 DOMAINS = ('sst2', 'imdb', 'amazon_dvd', 'amazon_books', 'amazon_kitchen', 'gutenberg', 'wikipedia')   # D_L itself ... general text
@@ -56,6 +56,14 @@ class Budget:
         if any(not isinstance(k, int) or not 1 <= k <= 6 for k in self.depths): raise ValueError(f"Budget.depths must be integers 1..6 (MiniLM has 6 layers), got {self.depths!r}")
         if not self.domains or not all(isinstance(d, str) and d for d in self.domains): raise ValueError(f"Budget.domains must be D_T source names, got {self.domains!r}")
         if self.max_minutes is not None and not self.max_minutes > 0: raise ValueError(f"Budget.max_minutes must be positive, got {self.max_minutes!r}")
+
+
+# %% ../nbs/11_experiments.ipynb #repopth1
+def repo_path(p) -> str | None:
+    "A path as the results files record it: relative to the repository when inside it (so they read the same on every clone), else absolute."
+    if p is None: return None
+    p = Path(p)
+    return str(p.relative_to(repo_root())) if p.is_absolute() and p.is_relative_to(repo_root()) else str(p)
 
 
 # %% ../nbs/11_experiments.ipynb #ec39as01
@@ -197,7 +205,7 @@ def _curve_plan(b: Budget) -> list:
             cfg = replace(setup.base(f'sst2_full/curve/{point}' if not b.tiny else f'tiny_curve/{point}'), seed=seed,
                           pretrained=str(m) if m is not None else None, max_transfer=b.n_transfer)
             s = _train(recipe, cfg, setup.transfer(b.n_transfer, clean=False))
-            where = str(m.relative_to(repo_root())) if m is not None and m.is_relative_to(repo_root()) else (str(m) if m else None)
+            where = repo_path(m)
             return recipe_record(s, recipe, seed, experiment='pretraining_curve', point=point, pretraining_tokens=info.get('tokens_seen', 0),
                                  mlm_loss=info.get('mlm_loss'), mlm_accuracy=info.get('mlm_accuracy'), pretrained=where)
         return fn
@@ -227,7 +235,7 @@ def _transfer_size_plan(b: Budget) -> list:
                           distill=replace(setup.ds, epochs=setup.ds.epochs * reps))
             s = _train(recipe, cfg, dt)
             return recipe_record(s, recipe, seed, experiment='transfer_size', n_transfer=len(dt), point=point(recipe), epochs=cfg.distill.epochs,
-                                 pretrained=None if recipe == 'distillation' else str(pre.relative_to(repo_root())) if pre.is_relative_to(repo_root()) else str(pre))
+                                 pretrained=None if recipe == 'distillation' else repo_path(pre))
         return fn
     return [(f'{point(r)}/n{n:07d}/{r}_seed{s}', run(r, s, n)) for n in sizes for s in b.seeds for r in ('distillation', 'pd')]
 
@@ -309,17 +317,17 @@ def _domain_plan(b: Budget) -> list:
         ds = subsample(ds, b.domain_size, 0)
         return ds, corpus_similarity(setup.train_texts, ds['text_a'])
     reps = -(-max(b.transfer_sizes) // b.domain_size)      # as many distillation steps as transfer_size's largest point
+    slug = lambda d: Path(d).stem if Path(d).is_file() else d   # a file's runs are named by its stem
     def run(recipe, seed, d):
         def fn():
             dt, s = domain(d)
-            slug = Path(d).stem if Path(d).is_file() else d
-            cfg = replace(setup.base(f"{'tiny_' if b.tiny else ''}domain_shift/{slug}"), seed=seed, max_transfer=b.domain_size,
+            cfg = replace(setup.base(f"{'tiny_' if b.tiny else ''}domain_shift/{slug(d)}"), seed=seed, max_transfer=b.domain_size,
                           pretrained=None if recipe == 'distillation' else str(pre), distill=replace(setup.ds, epochs=setup.ds.epochs * reps))
             r = _train(recipe, cfg, dt)
-            return recipe_record(r, recipe, seed, experiment='domain_shift', domain=slug, similarity=round(s, 4), n_transfer=len(dt),
-                                 pretrained=None if recipe == 'distillation' else str(pre.relative_to(repo_root())) if pre.is_relative_to(repo_root()) else str(pre))
+            return recipe_record(r, recipe, seed, experiment='domain_shift', domain=slug(d), similarity=round(s, 4), n_transfer=len(dt),
+                                 pretrained=None if recipe == 'distillation' else repo_path(pre))
         return fn
-    return [(f"{Path(d).stem if Path(d).is_file() else d}/{r}_seed{s}", run(r, s, d)) for d in b.domains for s in b.seeds
+    return [(f"{slug(d)}/{r}_seed{s}", run(r, s, d)) for d in b.domains for s in b.seeds
             for r in ('distillation', 'pd', 'pd_f')]
 
 DOMAIN_SHIFT = register(Experiment('domain_shift', 'Distillation, PD, PD-F with D_T from other domains vs their similarity S (paper Fig. 9)',
@@ -333,14 +341,22 @@ class StopAtStepCB(Callback):
     def after_step(self, learn):
         if learn.step >= self.at: learn.stopping = True
 
-# %% ../nbs/11_experiments.ipynb #2ccdf6bc
-def _compound_plan(b: Budget) -> list:
-    setup = SST2Setup(b)
-    runs = setup.runs / ('tiny_compound' if b.tiny else 'compound')
+# %% ../nbs/11_experiments.ipynb #cmpcfg01
+def compound_pretrain_config(b: Budget) -> tuple[PretrainConfig, int]:
+    """The IMDB student of `compound`: the Tiny long run's exact `run_config.json` with only the corpus changed, and the
+    step at which it has read `b.lm_tokens` tokens (where it stops: the two students differ only in what they read)."""
     if b.tiny: cfg = pretrain_config('test', corpus=('imdb',), max_steps=4)
     else: cfg = pretrain_config('paper', **{**load_json(LONG_RUN / 'run_config.json'), 'corpus': ('imdb',)})
     tps = cfg.batch_size * cfg.seq_len; stop = -(-b.lm_tokens // tps)     # the step at which `MilestoneCB` writes lm_tokens
     if stop > cfg.max_steps: raise ValueError(f"compound: lm_tokens {b.lm_tokens:,} is beyond the schedule's {cfg.max_steps * tps:,} tokens")
+    return cfg, stop
+
+
+# %% ../nbs/11_experiments.ipynb #2ccdf6bc
+def _compound_plan(b: Budget) -> list:
+    setup = SST2Setup(b)
+    runs = setup.runs / ('tiny_compound' if b.tiny else 'compound')
+    cfg, stop = compound_pretrain_config(b)
     general = (Path(b.pretrained) if b.pretrained else LONG_RUN / milestone_name(b.lm_tokens)).resolve()
     if not (general / 'config.json').exists():
         raise FileNotFoundError(f"compound: no general-text student {general} at {b.lm_tokens:,} tokens (pass --pretrained, or lm_tokens "
@@ -366,9 +382,8 @@ def _compound_plan(b: Budget) -> list:
             where = f"{runs.name}/{mn}/{corpus}" if corpus else f"{runs.name}/no_pretraining"
             c = replace(setup.base(where), seed=seed, pretrained=str(start) if start else None, max_transfer=b.n_transfer)
             s = _train(recipe, c, setup.transfer(b.n_transfer))
-            rel = lambda p: None if p is None else str(p.relative_to(repo_root())) if p.is_relative_to(repo_root()) else str(p)
             return recipe_record(s, recipe, seed, experiment='compound', d_lm=corpus or 'none', pretraining_tokens=b.lm_tokens if corpus else 0,
-                                 n_transfer=b.n_transfer, pretrained=rel(start))
+                                 n_transfer=b.n_transfer, pretrained=repo_path(start))
         return fn
     corpora = ('imdb', 'wikipedia_gutenberg')
     return ([(f'{mn}/pretrain_imdb', pre)] + [(f'no_pretraining/distillation_seed{s}', run('distillation', s)) for s in b.seeds]
@@ -391,7 +406,7 @@ def _sizes_plan(b: Budget) -> list:
             cfg = replace(setup.base(f"{'tiny_' if b.tiny else ''}sizes/{size.replace('/', 'x')}"), size=size, seed=seed,
                           pretrained=str(c) if get_recipe(recipe).init == 'pretrained' else None, max_transfer=b.n_transfer)
             s = _train(recipe, cfg, setup.transfer(b.n_transfer))
-            where = str(c.relative_to(repo_root())) if c.is_relative_to(repo_root()) else str(c)
+            where = repo_path(c)
             return recipe_record(s, recipe, seed, experiment='sizes', size=size, n_transfer=b.n_transfer,
                                  pretrained=where if get_recipe(recipe).init == 'pretrained' else None)
         return fn
