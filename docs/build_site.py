@@ -64,8 +64,9 @@ def _nbdev_procs(skip_flags: set):
             if str2bool(fm.get('skip_showdoc', False)): return
             if _wants_exec(cell, skip_flags): self.k.cell(cell)
             if self.k.exc:
+                exc = self.k.exc[1] if isinstance(self.k.exc, tuple) else self.k.exc   # (type, value, tb) or the exception
                 raise RuntimeError(f"{getattr(self.nb, 'path_', '?')}: cell {cell.idx_} failed while nbdev "
-                                   f"rendered the API docs:\n{cell.source}") from self.k.exc[1]
+                                   f"rendered the API docs ({type(exc).__name__}: {exc}):\n{cell.source}") from exc
         def end(self): pass   # no ipywidgets state: the site loads no widget JS
 
     class DocsFilter(FilterDefaults):

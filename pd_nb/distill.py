@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_distill.ipynb #27316c5e
 from __future__ import annotations
-import functools, shutil, time
+import functools, shutil, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
@@ -270,6 +270,8 @@ def distill_examples(transfer, probs: np.ndarray, spec: TaskSpec, tok, cfg: Dist
     if dev is None and not spec.files and not spec.hf_splits:          # no dev data anywhere: hold some of D_T out
         k = min(cfg.holdout, len(tr) // 10)
         if k < 1: raise DataError(f"D_T has {len(tr)} examples: too few to hold out a dev set (>= 10 needed); pass dev data or a task")
+        if k < 100: warnings.warn(f"D_T has {len(tr)} examples: the student is scored on only {k} held out of it (agreement with the "
+                                  f"teacher), a rough figure; pass labelled dev data (--dev) for a real score")
         perm = np.random.default_rng(cfg.seed).permutation(len(tr))
         dv = tr.subset(np.sort(perm[:k])); tr = tr.subset(np.sort(perm[k:]))
         return tr, dv.with_fields(labels=dv.fields['teacher_probs'].argmax(1), teacher_probs=None), f'{k} held-out D_T examples (teacher argmax)'

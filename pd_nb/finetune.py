@@ -16,7 +16,7 @@ from .data import TaskSpec, get_task, eval_split
 from .bert import count_params
 from .learner import Learner, DataLoaders, CheckpointCB, read_log, refuse_earlier_run
 from .classifier import (classification_loader, task_metrics, evaluate_classifier, classifier_tokenizer, load_classifier,
-                              as_examples, save_stage, BestModelCB)
+                              as_examples, save_stage, BestModelCB, TokenizedExamples)
 
 # %% auto #0
 __all__ = ['FINETUNE_GRID', 'FINETUNE_PRESETS', 'FinetuneConfig', 'finetune_config', 'finetune_learner', 'finetune_summary',

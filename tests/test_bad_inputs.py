@@ -261,3 +261,11 @@ def test_small_corpus_gets_a_batch_it_can_fill(tmp_path):
     warns = [l for l in err.splitlines() if 'warning' in l]
     assert len(warns) == 1 and 'leaves 28 training rows' in warns[0] and 'using batch_size=28' in warns[0], err
     assert json.loads((tmp_path / 'mlm' / 'pretrain_metrics.json').read_text())['batch_size'] == 28
+
+def test_tiny_transfer_set_without_dev_says_the_score_is_rough(ws, tmp_path):
+    "Distilling on 40 sentences with no dev data: it works, scored on 4 held-out sentences, and one warning line says so."
+    (tmp_path / 'dt.txt').write_text(''.join(f'sentence number {i} about a film\n' for i in range(40)))
+    rc, err = run(['distill', '--teacher', str(ws / 'clf'), '--transfer', str(tmp_path / 'dt.txt'), '--student', '2/128',
+                   '--out', str(tmp_path / 'st'), '--max-steps', '1', '--max-len', '32', '--quiet'])
+    warns = [l for l in err.splitlines() if 'warning' in l]
+    assert rc == 0 and len(warns) == 1 and 'only 4 held out' in warns[0] and '--dev' in warns[0], err
