@@ -106,13 +106,11 @@ def init_student(init: str | Path, size=None, n_labels: int | None = None, label
 
     Args:
         init: 'random'; a folder / hub id of a pre-trained (MLM) checkpoint (PD); 'truncated:<dir>'; 'embeddings:<dir>' (`INIT_KINDS`).
-        size: (L, H) or a name ('tiny', 'mini', ... see `student_config`); required except for a checkpoint,
-            whose (L, H) it is then checked against.
+        size: (L, H) or a name (`student_config`); required except for a checkpoint, whose (L, H) it then checks.
         n_labels: classes (default `len(label_names)`, else 2).
         label_names: class names (saved with the model, checked against the task by `distill`).
         seed: seed of every randomly initialised weight.
-        embeddings: for 'embeddings:': 'word' (the word-embedding matrix, as in the paper) or 'all'
-            (also position and segment embeddings and the embedding LayerNorm).
+        embeddings: for 'embeddings:', 'word' (the word embeddings, as in the paper) or 'all' (`copy_embeddings`).
         cfg_overrides: `BertConfig` fields for a random or embeddings-only student (e.g. `vocab_size`, `max_positions`).
 
     Returns:
@@ -339,13 +337,10 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
         task: the task: label names, metric, dev split. None: the teacher's own label space (`distill_task`).
         cfg: settings (default `DistillConfig()`).
         out_dir: for the Hugging Face folder, `distill_metrics.json`, `manifest.json`, `run/`; None: write nothing.
-        dev: the evaluation data (see `pd_nb.finetune.as_examples`); default the task's dev split.
-        tokenizer: the student's tokenizer (default BERT's uncased vocabulary, or the student folder's).
-        teacher_tokenizer: the teacher's, for the vocabulary check (default its folder's when `teacher` is one).
-        data_dir: the data directory for the dev split (default `PD_NB_DATA`, else the embedded sample).
-        resume: continue from the latest checkpoint in `out_dir/run` (needs `cfg.ckpt_every`).
-        progress: show a progress bar.
-        cbs: extra Learner callbacks.
+        dev: the evaluation data (`as_examples`); default the task's dev split, read from `data_dir`.
+        tokenizer, teacher_tokenizer: the student's (default its folder's, else BERT's uncased) and the teacher's (checked).
+        data_dir, resume: the data directory (default `PD_NB_DATA`, else the embedded sample); continue from `out_dir/run`.
+        progress, cbs: show a progress bar; extra Learner callbacks.
         allow_unnamed: accept a teacher with generic `LABEL_i` names for `task` (you vouch for the order).
         teacher_name: how the summary names a teacher passed as a model (default its folder, or its class name).
 

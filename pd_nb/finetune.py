@@ -105,14 +105,13 @@ def finetune(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = No
         model_or_dir: a model (trained in place, ending with the best weights), or a folder / hub id (`load_classifier`).
         task: a `TASKS` name or `TaskSpec`: label names, metric, default splits.
         cfg: the run's settings (default `FinetuneConfig()`).
-        out_dir: for the Hugging Face folder, `finetune_metrics.json`, `manifest.json`, `run/`; None: write nothing.
+        out_dir: for the HF folder, `finetune_metrics.json`, `manifest.json`, `run/`; None: write nothing.
         train: the training data (see `as_examples`); default the task's train split from `data_dir`.
         dev: the evaluation data; default the task's dev split.
         tokenizer: default the checkpoint's own, else BERT's uncased vocabulary.
         data_dir: the data directory (default `PD_NB_DATA`, else the embedded sample).
         resume: continue from the latest checkpoint in `out_dir/run` (needs `cfg.ckpt_every`).
-        progress: show a progress bar.
-        cbs: extra Learner callbacks.
+        progress, cbs: show a progress bar; extra Learner callbacks.
 
     Returns:
         The summary written to `finetune_metrics.json` (`finetune_summary`).
@@ -178,14 +177,12 @@ def finetune_sweep(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | Non
         model_or_dir: as for `finetune`; a model object is copied for every run.
         cfg: the settings shared by all runs (its `batch_size`, `lr`, `seed` are replaced).
         out_dir: required; runs go to `out_dir/runs/bs{B}_lr{lr}_seed{s}`, the best model to `out_dir`.
-        batch_sizes: the grid's batch sizes (default: the README's).
-        lrs: the grid's learning rates (default: the README's).
+        batch_sizes, lrs: the grid's batch sizes and learning rates (default: the README's).
         seeds: seeds per configuration (default: one).
         keep_runs: keep every run's weights (default: only their metrics).
 
     Returns:
-        The summary written to `out_dir/sweep.json`: every run, every configuration's mean/std, the
-        chosen configuration and the kept run.
+        The summary written to `out_dir/sweep.json`: every run, each configuration's mean/std, the choice (`choose_config`).
     """
     if out_dir is None: raise ValueError("finetune_sweep needs an out_dir")
     spec, cfg, out = get_task(task), cfg or FinetuneConfig(), Path(out_dir)

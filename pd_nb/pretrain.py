@@ -355,15 +355,13 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
 
     Args:
         cfg: the run's config.
-        out_dir: output folder: the HF checkpoint, `manifest.json`, `pretrain_metrics.json`, and `run/`
-            (metrics log and training checkpoints).
+        out_dir: for the HF checkpoint, `manifest.json`, `pretrain_metrics.json`, `run/` (log and checkpoints).
         resume: continue from the latest checkpoint in `out_dir/run`. A Ctrl-C / SIGTERM checkpoints the current
             step, writes the HF folder and summary (`completed: false`) of the weights so far, then re-raises.
         data_dir: where corpus names are looked up (default `PD_NB_DATA`, else the embedded sample).
-        progress: show a progress bar.
+        progress, cbs: show a progress bar; extra callbacks for this run.
         resume_from: a `compact_checkpoint` folder (e.g. a committed `resume/`) that seeds `out_dir/run` when it
             holds no checkpoint as far along; implies `resume`.
-        cbs: extra callbacks for this run.
 
     Returns:
         The summary written to `pretrain_metrics.json` (rank 0; `{}` on the other ranks).

@@ -197,12 +197,10 @@ def run_recipe(name: str | Recipe, cfg: RecipeConfig | None = None, *, train=Non
         cbs: extra Learner callbacks for the last stage (e.g. to inspect its starting weights).
 
     Returns:
-        The summary written to `recipe_metrics.json`: recipe, dev metrics (`dev`, `dev_score`,
-        `dev_accuracy`), params, wall time, stage summaries, soft-label cache status, `out_dir`.
+        The summary written to `recipe_metrics.json`: recipe, dev metrics, params, wall time, stages, soft labels, `out_dir`.
 
     Raises:
-        ValueError: an unknown recipe. RecipeError: a recipe needing a teacher or a pre-trained
-        student when the config has none.
+        ValueError: an unknown recipe. RecipeError: a teacher or pre-trained student the recipe needs is missing.
     """
     r, cfg = get_recipe(name), cfg or RecipeConfig()
     spec = get_task(cfg.task)
