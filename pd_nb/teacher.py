@@ -206,21 +206,19 @@ def label_transfer_set(teacher, transfer, tokenizer=None, max_len: int = 128, ba
     Args:
         teacher: a fine-tuned classifier folder / hub id, or a model (see `load_teacher`).
         transfer: D_T: a `datasets.Dataset` (`text_a`, optional `text_b`), a list of texts or of (text_a, text_b) pairs.
-        tokenizer: the teacher's tokenizer (default its folder's own, else BERT's uncased vocabulary).
-        max_len: the longest encoding (special tokens included).
+        tokenizer, max_len: the teacher's tokenizer (default its folder's, else BERT's uncased); the longest encoding.
         batch_size: examples per inference batch (default 1024 on a GPU, where big batches keep it busy; else 256).
         cache: True: `cache_dir()/soft_labels/<key>.npy`; a path: that file (rebuilt for another key); False: none.
         dtype: 'float32' or 'float16' for the returned (and stored) probabilities.
         task: check the teacher's label names/order against this task first (recommended).
-        device: where to run the teacher (see `predict_logits`).
-        precision: 'auto', 'bf16' or 'fp32' (see `predict_logits`).
+        device, precision: where to run the teacher; 'auto', 'bf16' or 'fp32' (see `predict_logits`).
         return_info: also return a dict: status ('hit', 'miss', 'stale' or 'off'), reason, path, key, seconds.
 
     Returns:
         probs [N, C] in the order of `transfer` (and the info dict when `return_info`).
 
     Raises:
-        LabelMismatchError: `task` is given and the teacher's labels differ.
+        LabelMismatchError: the teacher's labels differ from the `task`'s.
     """
     if dtype not in ('float32', 'float16'): raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     t0 = time.time()
