@@ -93,6 +93,12 @@ CASES = {   # id: (argv builder, text the one-line message must contain)
     'experiment misspelt name':    (lambda d: ['experiment', 'trasnfer_size', '--tiny'], "did you mean 'transfer_size'"),
     'experiment zero epochs':      (lambda d: ['experiment', 'transfer_size', '--tiny', '--epochs', '0', '--results-dir', str(d / 'e1')], 'epochs'),
     'pretrain max minutes <= 0':   (lambda d: ['pretrain', '--preset', 'test', '--out', str(d / 'p7'), '--max-minutes', '-1'], 'max_minutes'),
+    'experiment misspelt domain':  (lambda d: ['experiment', 'domain_shift', '--tiny', '--domains', 'amazon_kitchn', '--results-dir', str(d / 'e2')],
+                                    "did you mean 'amazon_kitchen'"),
+    'experiment checkpoint not a folder': (lambda d: ['experiment', 'sizes', '--tiny', '--checkpoints', str(d / 'no_ckpt'), '--results-dir', str(d / 'e3')],
+                                           'no_ckpt'),
+    'experiment tokens beyond the schedule': (lambda d: ['experiment', 'compound', '--lm-tokens', '999999999999', '--results-dir', str(d / 'e4')],
+                                              '999,999,999,999'),
 }
 
 def _cut_xz() -> bytes:
