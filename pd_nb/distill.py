@@ -338,9 +338,12 @@ def distill(student, teacher, transfer, task: str | TaskSpec | None = None, cfg:
         cfg: settings (default `DistillConfig()`).
         out_dir: for the Hugging Face folder, `distill_metrics.json`, `manifest.json`, `run/`; None: write nothing.
         dev: the evaluation data (`as_examples`); default the task's dev split, read from `data_dir`.
-        tokenizer, teacher_tokenizer: the student's (default its folder's, else BERT's uncased) and the teacher's (checked).
-        data_dir, resume: the data directory (default `PD_NB_DATA`, else the embedded sample); continue from `out_dir/run`.
-        progress, cbs: show a progress bar; extra Learner callbacks.
+        tokenizer: the student's tokenizer (default its folder's, else BERT's uncased vocabulary).
+        teacher_tokenizer: the teacher's, for the vocabulary check (default its folder's).
+        data_dir: the data directory (default `PD_NB_DATA`, else the embedded sample).
+        resume: continue from `out_dir/run`.
+        progress: show a progress bar.
+        cbs: extra Learner callbacks.
         allow_unnamed: accept a teacher with generic `LABEL_i` names for `task` (you vouch for the order).
         teacher_name: how the summary names a teacher passed as a model (default its folder, or its class name).
 

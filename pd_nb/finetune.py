@@ -111,7 +111,8 @@ def finetune(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | None = No
         tokenizer: default the checkpoint's own, else BERT's uncased vocabulary.
         data_dir: the data directory (default `PD_NB_DATA`, else the embedded sample).
         resume: continue from the latest checkpoint in `out_dir/run` (needs `cfg.ckpt_every`).
-        progress, cbs: show a progress bar; extra Learner callbacks.
+        progress: show a progress bar.
+        cbs: extra Learner callbacks.
 
     Returns:
         The summary written to `finetune_metrics.json` (`finetune_summary`).
@@ -177,7 +178,8 @@ def finetune_sweep(model_or_dir, task: str | TaskSpec, cfg: FinetuneConfig | Non
         model_or_dir: as for `finetune`; a model object is copied for every run.
         cfg: the settings shared by all runs (its `batch_size`, `lr`, `seed` are replaced).
         out_dir: required; runs go to `out_dir/runs/bs{B}_lr{lr}_seed{s}`, the best model to `out_dir`.
-        batch_sizes, lrs: the grid's batch sizes and learning rates (default: the README's).
+        batch_sizes: the grid's batch sizes (default: the README's).
+        lrs: the grid's learning rates (default: the README's).
         seeds: seeds per configuration (default: one).
         keep_runs: keep every run's weights (default: only their metrics).
 

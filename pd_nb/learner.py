@@ -207,17 +207,21 @@ class Learner:
         dls: `DataLoaders` (or anything with `.train` and `.valid`) of dict batches; batch size per process.
         loss_func: `loss_func(pred, batch) -> scalar tensor`; default the model's own loss (`model_loss`).
         opt_func: `opt_func(param_groups, lr) -> Optimizer`; default BERT's AdamW (`adamw`).
-        lr, cbs: the peak learning rate; callbacks used by every `fit`.
+        lr: the peak learning rate.
+        cbs: callbacks used by every `fit`.
         wd: weight decay of the ≥2-D parameters (biases and LayerNorm get none).
         sched: `sched(step, total_steps, warmup_steps) -> factor of lr`; default `warmup_linear`.
-        warmup, grad_accum: warmup steps (int) or fraction of the total steps (float); micro-batches per optimiser step.
+        warmup: warmup steps (int) or fraction of the total steps (float).
+        grad_accum: micro-batches per optimiser step.
         clip: maximum gradient norm; None for no clipping.
-        precision, compile: 'auto' (bf16 autocast on CUDA, fp32 elsewhere), 'bf16' or 'fp32'; `torch.compile` the forward.
+        precision: 'auto' (bf16 autocast on CUDA, fp32 elsewhere), 'bf16' or 'fp32'.
+        compile: `torch.compile` the forward.
         device: default the best available; under `torchrun`, cuda:LOCAL_RANK (or the CPU with gloo).
         seed: seed of the training data order.
         run_dir: folder of `log.jsonl`, `manifest.json` and `checkpoints/`; None writes nothing.
         config: anything JSON-able describing the run, saved in the manifest and checkpoints.
-        log_every, progress: optimiser steps between training log records; show a progress bar (rank 0).
+        log_every: optimiser steps between training log records.
+        progress: show a progress bar (rank 0).
         ddp_kwargs: extra arguments of `DistributedDataParallel` (e.g. `find_unused_parameters=True`).
 
     Raises:

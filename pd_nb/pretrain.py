@@ -359,7 +359,8 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
         resume: continue from the latest checkpoint in `out_dir/run`. A Ctrl-C / SIGTERM checkpoints the current
             step, writes the HF folder and summary (`completed: false`) of the weights so far, then re-raises.
         data_dir: where corpus names are looked up (default `PD_NB_DATA`, else the embedded sample).
-        progress, cbs: show a progress bar; extra callbacks for this run.
+        progress: show a progress bar.
+        cbs: extra callbacks for this run.
         resume_from: a `compact_checkpoint` folder (e.g. a committed `resume/`) that seeds `out_dir/run` when it
             holds no checkpoint as far along; implies `resume`.
 

@@ -206,12 +206,14 @@ def label_transfer_set(teacher, transfer, tokenizer=None, max_len: int = 128, ba
     Args:
         teacher: a fine-tuned classifier folder / hub id, or a model (see `load_teacher`).
         transfer: D_T: a `datasets.Dataset` (`text_a`, optional `text_b`), a list of texts or of (text_a, text_b) pairs.
-        tokenizer, max_len: the teacher's tokenizer (default its folder's, else BERT's uncased); the longest encoding.
+        tokenizer: the teacher's tokenizer (default its folder's, else BERT's uncased).
+        max_len: the longest encoding.
         batch_size: examples per inference batch (default 1024 on a GPU, where big batches keep it busy; else 256).
         cache: True: `cache_dir()/soft_labels/<key>.npy`; a path: that file (rebuilt for another key); False: none.
         dtype: 'float32' or 'float16' for the returned (and stored) probabilities.
         task: check the teacher's label names/order against this task first (recommended).
-        device, precision: where to run the teacher; 'auto', 'bf16' or 'fp32' (see `predict_logits`).
+        device: where to run the teacher.
+        precision: 'auto', 'bf16' or 'fp32' (see `predict_logits`).
         return_info: also return a dict: status ('hit', 'miss', 'stale' or 'off'), reason, path, key, seconds.
 
     Returns:
