@@ -19,7 +19,7 @@ try:
     pretrain(pretrain_config('test', max_steps=200, batch_size=8, ckpt_every=1000), out, progress=False, cbs=[CtrlC()])
     left = 'returned'
 except KeyboardInterrupt: left = 'interrupted'
-print(json.dumps({'rank': rank, 'left': left, 'written': (out / 'pretrain_metrics.json').exists()}), flush=True)
+(out.parent / f'rank{rank}.json').write_text(json.dumps({'rank': rank, 'left': left, 'written': (out / 'pretrain_metrics.json').exists()}))
 sys.exit(130 if left == 'interrupted' else 0)
 '''
 
@@ -30,7 +30,7 @@ def test_ctrl_c_on_one_rank_waits_for_rank_0(tmp_path):
     env.pop('PD_NB_DATA', None)
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                         str(tmp_path / 'worker.py'), str(tmp_path / 'mlm')], env=env, capture_output=True, text=True, timeout=300)
-    lines = {d['rank']: d for d in (json.loads(l) for l in r.stdout.splitlines() if l.startswith('{'))}
+    lines = {d['rank']: d for d in (json.loads(p.read_text()) for p in tmp_path.glob('rank*.json'))}   # one file per rank: their stdout interleaves
     assert lines.get(1, {}).get('left') == 'interrupted', (r.stdout[-2000:], r.stderr[-3000:])
     assert lines[1]['written'], "rank 1 left before rank 0 had written the folder"
     assert lines.get(0, {}).get('written'), (r.stdout[-2000:], r.stderr[-3000:])
