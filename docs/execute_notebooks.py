@@ -161,7 +161,7 @@ def main(argv=None):
     paths = [NBS / f'{n.removesuffix(".ipynb")}.ipynb' for n in a.names] or sorted(NBS.glob('*.ipynb'))
     if missing := [str(q) for q in paths if not q.exists()]: sys.exit(f"no such notebook: {', '.join(missing)}")
     if a.stale or a.check:
-        stale = {q.stem: r for q in paths if has_outputs(q) and (r := stale_reasons(q, record))}
+        stale = {q.stem: r for q in paths if (has_outputs(q) or q.stem not in record) and (r := stale_reasons(q, record))}
         for n, r in stale.items(): print(f"nbs/{n}.ipynb: {'; '.join(r)}")
         if a.check: sys.exit(1 if stale else 0)
         paths = [NBS / f'{n}.ipynb' for n in stale]
