@@ -15,15 +15,18 @@ gradient clipping, median step time after warm-up steps):
 Each contender runs in its own fresh process, so nothing one of them sets (pd_nb's Learner asks glibc to keep freed
 memory, `pd_nb.learner.reuse_freed_memory`) reaches another.
 
-FLOPs. Model FLOPs of one training token, forward + backward (PaLM, Chowdhery et al. 2022, App. B):
+FLOPs. Model FLOPs of one training token, forward + backward (PaLM, Chowdhery et al. 2022, App. B), counting only
+the work the loss needs:
 
-    6 * (L * (4H^2 + 2HF) + f * (H^2 + HV))  +  12 * L * H * T
+    6 * ((L - 1) * (4H^2 + 2HF) + 2H^2 + f * (2H^2 + 2HF) + f * (H^2 + HV))  +  12 * H * T * (L - 1 + f)
 
-where f is the share of positions the masked-LM head must predict (the masked ones: 19 of 128 with exact-count
-masking). MFU = model FLOP/s / peak. HF's dense head computes the head at all T positions (f = 1): that extra work
-is hardware FLOPs, reported as HFU, and does not count as model FLOPs. The peaks are measured here: the best of
-several [2048 x 2048] @ [2048 x 2048] matmuls in bf16 and in fp32 at the same thread count (on CUDA, the datasheet's
-dense bf16 peak is used as well).
+where f is the share of positions the masked-LM loss reads (the masked ones: 19 of 128 with exact-count masking).
+The head runs at those positions only, and so does the top layer apart from its key and value projections (every
+position is still attended to). MFU = model FLOP/s / peak. Hugging Face computes the head and the top layer at all T
+positions (f = 1 there): that extra work is hardware FLOPs, reported as HFU, and does not count as model FLOPs. pd_nb
+computes the top layer and the head at the masked positions (`BertForMaskedLM`), so its HFU is its MFU. The peaks
+are measured here: the best of several [2048 x 2048] @ [2048 x 2048] matmuls in bf16 and in fp32 at the same thread
+count (on CUDA, the datasheet's dense bf16 peak is used as well).
 
 Run:  .venv/bin/python bench/bench_mlm.py --size tiny mini --precision bf16 fp32 --threads 2 --out data/results/bench/mlm_cpu.json
 """
@@ -46,9 +49,11 @@ def datasheet_bf16_peak(name: str) -> float | None:
 
 
 def flops_per_token(cfg, T: int = 128, head_share: float = 1.0) -> float:
-    "Training FLOPs of one token (see the module docstring); `head_share` = f, the share of positions the head runs at."
-    H, F, L, V = cfg.hidden, cfg.ffn, cfg.n_layers, cfg.vocab_size
-    return 6 * (L * (4 * H * H + 2 * H * F) + head_share * (H * H + H * V)) + 12 * L * H * T
+    """Training FLOPs of one token (see the module docstring); `head_share` = f, the share of positions at which the
+    head and the top layer's queries, attention output and feed-forward block run."""
+    H, F, L, V, f = cfg.hidden, cfg.ffn, cfg.n_layers, cfg.vocab_size, head_share
+    return 6 * ((L - 1) * (4 * H * H + 2 * H * F) + 2 * H * H + f * (2 * H * H + 2 * H * F) + f * (H * H + H * V)) \
+        + 12 * H * T * (L - 1 + f)
 
 
 def matmul_peak(dtype, device, n: int = 2048, reps: int = 5) -> float:
@@ -96,7 +101,8 @@ def run_one(kind: str, size: str, precision: str, batch: int, steps: int, warmup
                         log_every=10 ** 9, cbs=[MLMMaskCB(tok.mask_token_id, len(tok), sorted(tok.all_special_ids), pad_id=tok.pad_token_id)])
         learn.fit(max_steps=warmup)
         learn.fit(max_steps=warmup + steps, cbs=[StepTimer()])
-        head_share = 19 / 128                                        # exact-count masking: round(0.15 * 128) per row
+        head_share = 19 / 128                                        # exact-count masking: round(0.15 * 128) per row;
+                                                                     # head and top layer run there (BertForMaskedLM)
     else:
         from transformers import BertForMaskedLM as HF, DataCollatorForLanguageModeling
         from pd_nb.hub import to_hf_config
@@ -199,7 +205,7 @@ def main(argv=None):
             results.append(row)
     out = {'results': results, 'matmul_peak_gflops': {k: round(v / 1e9, 1) for k, v in peaks.items()}, 'matmul_n': n,
            'datasheet_bf16_peak_tflops': sheet and sheet / 1e12,
-           'device_name': name, 'flops_note': 'model FLOPs count the MLM head at the 19/128 masked positions for every contender; HFU counts what each computes',
+           'device_name': name, 'flops_note': 'model FLOPs count the MLM head and the top layer (but its key/value projections) at the 19/128 masked positions for every contender; HFU counts what each computes',
            'manifest': run_manifest(seed=0, device=device, bench='mlm', steps=steps, batch=batch)}
     if a.out: save_json(out, a.out)
     return out

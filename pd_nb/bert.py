@@ -12,23 +12,25 @@ import torch.nn.functional as F
 from .core import BertConfig
 
 # %% auto #0
-__all__ = ['BertOutput', 'EncoderOutput', 'BertEmbeddings', 'attention', 'SelfAttention', 'FeedForward', 'BertLayer',
-           'init_bert_weights', 'BertModel', 'MLMHead', 'BertForMaskedLM', 'VocabCrossEntropy', 'vocab_cross_entropy',
-           'BertForSequenceClassification', 'count_params']
+__all__ = ['BertOutput', 'EncoderOutput', 'BertEmbeddings', 'attention', 'gather_positions', 'SelfAttention', 'FeedForward',
+           'BertLayer', 'init_bert_weights', 'BertModel', 'MLMHead', 'BertForMaskedLM', 'VocabCrossEntropy',
+           'vocab_cross_entropy', 'BertForSequenceClassification', 'count_params']
 
 # %% ../nbs/02_bert.ipynb #8ff5a6af
 @dataclass
 class BertOutput:
-    "What every pd_nb task model returns: `logits`, `loss` (only when labels were given) and the encoder's last `hidden_states` [B, T, H]."
+    """What every pd_nb task model returns: `logits`, `loss` (only when labels were given) and the encoder's last
+    `hidden_states` [B, T, H] (for the masked-LM model given `labels`: [B, k, H], only at the k positions it predicts)."""
     logits: torch.Tensor
     loss: torch.Tensor | None = None
     hidden_states: torch.Tensor | None = None
 
 @dataclass
 class EncoderOutput:
-    "What `BertModel` returns: the last layer's states [B, T, H] and the pooled [CLS] vector [B, H]."
+    """What `BertModel` returns: the last layer's states [B, T, H] and the pooled [CLS] vector [B, H] (given `positions`:
+    the states [B, k, H] at those positions only, and no pooled vector)."""
     last_hidden_state: torch.Tensor
-    pooler_output: torch.Tensor
+    pooler_output: torch.Tensor | None
 
 # %% ../nbs/02_bert.ipynb #1d9a8c15
 class BertEmbeddings(nn.Module):
@@ -59,6 +61,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     w = s.float().softmax(-1).to(v.dtype)
     return (F.dropout(w, p_drop) if p_drop else w) @ v
 
+def gather_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    "The rows of `x` [B, T, H] at positions `pos` [B, k], per sequence: [B, k, H]."
+    return x.gather(1, pos[..., None].expand(-1, -1, x.shape[-1]))
+
 class SelfAttention(nn.Module):
     "Multi-head self-attention: Q, K, V projections, scaled-dot-product `attention`, output projection."
     def __init__(self, cfg: BertConfig):
@@ -66,11 +72,14 @@ class SelfAttention(nn.Module):
         self.n_heads, self.p_drop = cfg.n_heads, cfg.attn_dropout
         self.q, self.k, self.v, self.out = (nn.Linear(cfg.hidden, cfg.hidden) for _ in range(4))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        B, T, H = x.shape
-        heads = lambda t: t.view(B, T, self.n_heads, H // self.n_heads).transpose(1, 2)  # [B, A, T, d]
-        y = attention(heads(self.q(x)), heads(self.k(x)), heads(self.v(x)), mask, self.p_drop if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(B, T, H))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, xq: torch.Tensor | None = None) -> torch.Tensor:
+        """Keys and values from every position of `x` [B, T, H]; queries from `xq` [B, k, H] (default: `x` itself),
+        so that a caller that needs the output only at k positions computes only those: the result is [B, k, H]."""
+        xq = x if xq is None else xq
+        B, H = x.shape[0], x.shape[-1]
+        heads = lambda t: t.view(B, t.shape[1], self.n_heads, H // self.n_heads).transpose(1, 2)  # [B, A, T or k, d]
+        y = attention(heads(self.q(xq)), heads(self.k(x)), heads(self.v(x)), mask, self.p_drop if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, xq.shape[1], H))
 
 # %% ../nbs/02_bert.ipynb #89802a01
 class FeedForward(nn.Module):
@@ -89,8 +98,11 @@ class BertLayer(nn.Module):
         self.ffn, self.ffn_norm = FeedForward(cfg), nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.attn_norm(x + self.drop(self.attn(x, mask)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """`x` [B, T, H] -> [B, T, H]; given `positions` [B, k], the output only at those positions, [B, k, H]: every
+        position still serves as key and value, but queries, residuals and the feed-forward block run at k of T."""
+        xq = x if positions is None else gather_positions(x, positions)
+        x = self.attn_norm(xq + self.drop(self.attn(x, mask, xq)))
         return self.ffn_norm(x + self.drop(self.ffn(x)))
 
 # %% ../nbs/02_bert.ipynb #df00f345
@@ -118,13 +130,15 @@ class BertModel(nn.Module):
         self.apply(partial(init_bert_weights, std=cfg.init_range))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> EncoderOutput:
+                token_type_ids: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> EncoderOutput:
         """Encode a batch.
 
         Args:
             input_ids: token ids [B, T].
             attention_mask: 1 for real tokens, 0 for padding [B, T]; None = no padding.
             token_type_ids: segment ids [B, T] (0 = first sentence, 1 = second); None = all 0.
+            positions: [B, k] the only positions whose last-layer states the caller needs (the masked-LM head's): the
+                top layer computes just those (`BertLayer`), `last_hidden_state` is [B, k, H] and there is no pooled vector.
         """
         mask = None
         if attention_mask is not None:
@@ -132,8 +146,10 @@ class BertModel(nn.Module):
                 raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected that of input_ids {tuple(input_ids.shape)}")
             mask = attention_mask.bool()[:, None, None, :]
         x = self.embeddings(input_ids, token_type_ids)
-        for layer in self.layers: x = layer(x, mask)
-        return EncoderOutput(x, torch.tanh(self.pooler(x[:, 0])))
+        top = len(self.layers) - 1
+        for i, layer in enumerate(self.layers): x = layer(x, mask, positions if i == top else None)
+        if positions is None: return EncoderOutput(x, torch.tanh(self.pooler(x[:, 0])))
+        return EncoderOutput(x if top >= 0 else gather_positions(x, positions), None)
 
 # %% ../nbs/02_bert.ipynb #158dbc6a
 class MLMHead(nn.Module):
@@ -170,26 +186,31 @@ class BertForMaskedLM(nn.Module):
                 positions reach the head and `loss` is their mean cross-entropy. Under `torch.no_grad()`
                 `logits` is [n_masked, V] (rows in row-major order of `labels != -100`); with gradients on,
                 head and loss run fused (`vocab_cross_entropy`) and `logits` is None. When None, `logits` is [B, T, V].
+                With labels, the top encoder layer too runs only at the masked positions (`BertModel`'s `positions`):
+                `hidden_states` is then [B, k, H], k the most masked positions of any row.
             max_predictions: a bound k on the masked positions of any row (BERT's `max_predictions_per_seq`; exact-count
-                masking gives round(p·T)). Given, the head gathers k positions per row (`topk`, the masked ones first)
+                masking gives round(p·T)). Given, the model gathers k positions per row (`topk`, the masked ones first)
                 and the loss ignores the unmasked among them: the same loss with static shapes and no host sync (a
                 boolean index needs one), what `torch.compile` and CUDA graphs want. `logits` is then [B·k, V].
         """
-        h = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
         W = self.bert.embeddings.word.weight
-        if labels is None: return BertOutput(self.mlm(h, W), hidden_states=h)
-        if max_predictions is not None:
-            pos = torch.topk((labels != -100).to(h.dtype), max_predictions, dim=1, sorted=False).indices        # [B, k]
-            hk = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1])).flatten(0, 1)                          # [B·k, H]
-            yk = labels.gather(1, pos).flatten()
-            logits = self.mlm(hk, W)
-            return BertOutput(logits, F.cross_entropy(logits.float(), yk, ignore_index=-100), h)
+        if labels is None:
+            h = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+            return BertOutput(self.mlm(h, W), hidden_states=h)
         sel = labels != -100
+        k = max_predictions if max_predictions is not None else max(int(sel.sum(1).max()), 1)   # most masked in a row
+        pos = torch.topk(sel.float(), k, dim=1).indices.sort(1).values        # [B, k]: the masked ones, in order
+        h = self.bert(input_ids, attention_mask, token_type_ids, positions=pos).last_hidden_state       # [B, k, H]
+        y = labels.gather(1, pos)                                             # -100 where a row has fewer than k masked
+        if max_predictions is not None:
+            logits = self.mlm(h.flatten(0, 1), W)
+            return BertOutput(logits, F.cross_entropy(logits.float(), y.flatten(), ignore_index=-100), h)
+        keep = y != -100
         if torch.is_grad_enabled():                          # training: the fused, chunked head; no [n, V] matrix is kept
-            return BertOutput(None, vocab_cross_entropy(self.mlm.states(h[sel]), W, self.mlm.bias, labels[sel],
+            return BertOutput(None, vocab_cross_entropy(self.mlm.states(h[keep]), W, self.mlm.bias, y[keep],
                                                         chunk=4096 if h.is_cuda else 256), h)   # a GPU wants few, big products
-        logits = self.mlm(h[sel], W)
-        loss = F.cross_entropy(logits.float(), labels[sel], reduction='sum') / max(logits.shape[0], 1)
+        logits = self.mlm(h[keep], W)
+        loss = F.cross_entropy(logits.float(), y[keep], reduction='sum') / max(logits.shape[0], 1)
         return BertOutput(logits, loss, h)
 
 # %% ../nbs/02_bert.ipynb #959cda37

@@ -239,3 +239,29 @@ def test_static_head_compiles_to_one_graph_without_breaks():
         return counters['stats']['unique_graphs'], sum(counters['graph_break'].values())
     assert run(None) != (1, 0)                       # the boolean index: graph breaks / several graphs
     assert run(int(0.15 * 32) + 1) == (1, 0)
+
+
+@pytest.mark.parametrize('static', [False, True])
+def test_top_layer_at_masked_positions_only_gives_the_plain_loss_and_gradients(static):
+    "Labelled calls run the top layer only at the masked positions: loss and every gradient = full encoder + dense head + torch CE."
+    set_seed(3)
+    m = BertForMaskedLM(BertConfig(n_layers=3, hidden=32, n_heads=2, ffn=64, vocab_size=90, max_positions=32,
+                                   dropout=0.0, attn_dropout=0.0)).train()
+    ids, am, tt = batch(90, B=3, T=20, seed=4)
+    labels = torch.full_like(ids, -100)
+    g = torch.Generator().manual_seed(5)
+    for b, n in enumerate((4, 2, 1)):                    # unequal counts per row, masked positions only among real tokens
+        real = am[b].nonzero()[:, 0]; idx = real[torch.randperm(len(real), generator=g)[:n]]; labels[b, idx] = ids[b, idx]
+    out = m(ids, am, tt, labels=labels, max_predictions=5 if static else None)
+    out.loss.backward()
+    fast = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+    assert out.hidden_states.shape == (3, 5 if static else 4, 32)
+    m.zero_grad()
+    h = m.bert(ids, am, tt).last_hidden_state                                  # every layer at every position
+    logits = F.linear(m.mlm.states(h), m.bert.embeddings.word.weight, m.mlm.bias)
+    ref = F.cross_entropy(logits.reshape(-1, 90), labels.reshape(-1), ignore_index=-100)
+    ref.backward()
+    plain = {n: p.grad for n, p in m.named_parameters() if p.grad is not None and not n.startswith('bert.pooler')}
+    assert torch.allclose(out.loss, ref, atol=1e-6)
+    assert fast.keys() == plain.keys()
+    for n in plain: assert torch.allclose(fast[n], plain[n], atol=1e-6), n
