@@ -220,7 +220,12 @@ def _transfer_size_plan(b: Budget) -> list:
     setup = SST2Setup(b)
     pre = (Path(b.pretrained) if b.pretrained else milestone_folders()[-1]).resolve()
     sizes = sorted(set(b.transfer_sizes))
-    point = lambda r: 'no_pretraining' if r == 'distillation' else pre.name   # a run id says where its student started
+    if not (pre / 'config.json').exists(): raise FileNotFoundError(f"transfer_size: {pre} is not a checkpoint folder (no config.json)")
+    shape = from_hf_config(pre / 'config.json')[0]                # both students take the checkpoint's shape
+    tiny = (shape.n_layers, shape.hidden) == (2, 128)
+    size, tag = ('tiny', '') if tiny else (f'{shape.n_layers}/{shape.hidden}', f'{shape.n_layers}x{shape.hidden}')
+    point = lambda r: ('no_pretraining' + (tag and f'_{tag}') if r == 'distillation'     # a run id says where its student
+                       else (tag and f'{tag}_') + pre.name)                             # started (Tiny: no size tag)
     @functools.cache
     def nested():                                  # one seeded order of the largest set: each size takes a prefix of it
         big = setup.transfer(sizes[-1])
@@ -231,10 +236,11 @@ def _transfer_size_plan(b: Budget) -> list:
             dt = big.select(np.sort(order[:n]).tolist()) if n < len(big) else big
             where = f"{'tiny_' if b.tiny else ''}transfer_size/{point(recipe)}/n{n}"     # run folders apart per starting point
             reps = -(-sizes[-1] // n)                   # every point sees as many examples as one epoch of the largest set
-            cfg = replace(setup.base(where), seed=seed, pretrained=str(pre) if recipe == 'pd' else None, max_transfer=n,
+            cfg = replace(setup.base(where), size=size, seed=seed, pretrained=str(pre) if recipe == 'pd' else None, max_transfer=n,
                           distill=replace(setup.ds, epochs=setup.ds.epochs * reps))
             s = _train(recipe, cfg, dt)
-            return recipe_record(s, recipe, seed, experiment='transfer_size', n_transfer=len(dt), point=point(recipe), epochs=cfg.distill.epochs,
+            return recipe_record(s, recipe, seed, experiment='transfer_size', n_transfer=len(dt), point=point(recipe),
+                                 size=f'{shape.n_layers}/{shape.hidden}', epochs=cfg.distill.epochs,
                                  pretrained=None if recipe == 'distillation' else repo_path(pre))
         return fn
     return [(f'{point(r)}/n{n:07d}/{r}_seed{s}', run(r, s, n)) for n in sizes for s in b.seeds for r in ('distillation', 'pd')]
