@@ -55,10 +55,10 @@ def param_groups(model: nn.Module, wd: float = 0.01) -> list[dict]:
             {'params': [p for p in ps if p.dim() < 2], 'weight_decay': 0.0}]
 
 def adamw(params, lr: float, betas=(0.9, 0.999), eps: float = 1e-6) -> torch.optim.AdamW:
-    "BERT's AdamW (β 0.9/0.999, ε 1e-6) over `params` (groups carry their weight decay); fused on CUDA."
+    "BERT's AdamW (β 0.9/0.999, ε 1e-6) over `params` (groups carry their weight decay); the fused kernel on CUDA and CPU."
     params = list(params)
     first = params[0]['params'][0] if isinstance(params[0], dict) else params[0]
-    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, fused=True if first.is_cuda else None)
+    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, fused=True if first.device.type in ('cuda', 'cpu') else None)
 
 # %% ../nbs/04_learner.ipynb #fa619620
 def warmup_linear(step: int, total: int, warmup: int) -> float:

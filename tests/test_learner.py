@@ -32,7 +32,22 @@ def test_param_groups_decay_matrices_only():
     assert {names[id(p)] for p in decay['params']} == {'emb.weight', 'head.weight'} and decay['weight_decay'] == 0.01
     assert {names[id(p)] for p in no_decay['params']} == {'norm.weight', 'norm.bias', 'head.bias'} and no_decay['weight_decay'] == 0
     opt = adamw(param_groups(m), lr=1e-3)
-    assert opt.defaults['eps'] == 1e-6 and not opt.defaults['fused']
+    assert opt.defaults['eps'] == 1e-6 and opt.defaults['fused']           # the fused kernel on the CPU too
+
+
+def test_fused_adamw_steps_like_the_reference_loop():
+    "Three steps of `adamw` (fused) = three steps of torch's per-parameter AdamW with the same groups and settings."
+    import copy
+    torch.manual_seed(0)
+    a = toy.BagOfTokens(); b = copy.deepcopy(a)
+    oa = adamw(param_groups(a), lr=1e-2)
+    ob = torch.optim.AdamW(param_groups(b), lr=1e-2, betas=(0.9, 0.999), eps=1e-6, foreach=False)
+    for _ in range(3):
+        g = [torch.randn_like(p) for p in a.parameters()]
+        for m, o in ((a, oa), (b, ob)):
+            for p, gi in zip(m.parameters(), g): p.grad = gi.clone()
+            o.step()
+    for pa, pb in zip(a.parameters(), b.parameters()): assert torch.allclose(pa, pb, atol=1e-6)
 
 
 def test_warmup_linear_hand_values():
