@@ -13,7 +13,11 @@ gradient clipping, median step time after warm-up steps):
 - `hf+compile`: the same with `torch.compile(model)`.
 
 Each contender runs in its own fresh process, so nothing one of them sets (pd_nb's Learner asks glibc to keep freed
-memory, `pd_nb.learner.reuse_freed_memory`) reaches another.
+memory, `pd_nb.learner.reuse_freed_memory`) reaches another. With `--rounds R` the contenders of a row run R times in
+turn (pd_nb, hf, ..., pd_nb, hf, ...), so that a drift of the machine's speed (other jobs, clocks) reaches every
+contender alike; a contender's figure is then the median of its R runs (each run's own figure in `tokens_per_s_runs`),
+and the speed-ups are ratios of those medians, with the smallest and largest ratio of two runs of the same round
+beside them (`speedup_vs_hf_range`).
 
 FLOPs. Model FLOPs of one training token, forward + backward (PaLM, Chowdhery et al. 2022, App. B), counting only
 the work the loss needs:
@@ -153,9 +157,11 @@ def main(argv=None):
     p.add_argument('--corpus', nargs='+', default=['sample'])
     p.add_argument('--device', default=None)
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: all cores)')
+    p.add_argument('--rounds', type=int, default=1, help='runs of every contender, taken in turn; the median counts')
     p.add_argument('--out', default=None, help='write the figures as JSON here')
     p.add_argument('--one', help=argparse.SUPPRESS)                  # internal: run one contender, print JSON
     a = p.parse_args(argv)
+    if a.rounds < 1: p.error(f'--rounds must be at least 1, got {a.rounds}')
     import torch
     from pd_nb.core import get_device, save_json, run_manifest, student_config
     if a.threads: torch.set_num_threads(a.threads)
@@ -172,38 +178,48 @@ def main(argv=None):
     name = torch.cuda.get_device_name(device) if cuda else f"{os.cpu_count()}-core CPU"
     sheet = datasheet_bf16_peak(name) if cuda else None
     print(f"device={device} ({name}), torch threads={torch.get_num_threads()}, batch={batch}x128, {steps} timed steps; "
-          f"measured matmul peak: bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s, fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s", flush=True)
+          f"measured matmul peak: bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s, fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s"
+          + (f", {a.rounds} rounds" if a.rounds > 1 else ""), flush=True)
     results = []
     for size in a.size:
         cfg = student_config(size)
         for prec in precisions:
             row = dict(size=size, L=cfg.n_layers, H=cfg.hidden, precision=prec, batch=batch)
-            for kind in a.contenders:
-                cmd = [sys.executable, __file__, '--one', f'{kind}:{size}:{prec}', '--batch', str(batch), '--steps', str(steps),
-                       '--corpus', *a.corpus] + (['--threads', str(a.threads)] if a.threads else []) + \
-                      (['--device', a.device] if a.device else []) + (['--warmup', str(a.warmup)] if a.warmup is not None else [])
-                r = subprocess.run(cmd, capture_output=True, text=True)
-                line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
-                if r.returncode != 0 or not line:
-                    print(f"{size} {prec} {kind}: failed\n{r.stderr[-1500:]}", flush=True); continue
-                res = json.loads(line[0][7:])
-                tps = res['tokens_per_s']
+            runs = {kind: [] for kind in a.contenders}
+            for rnd in range(a.rounds):
+                for kind in a.contenders:
+                    cmd = [sys.executable, __file__, '--one', f'{kind}:{size}:{prec}', '--batch', str(batch), '--steps', str(steps),
+                           '--corpus', *a.corpus] + (['--threads', str(a.threads)] if a.threads else []) + \
+                          (['--device', a.device] if a.device else []) + (['--warmup', str(a.warmup)] if a.warmup is not None else [])
+                    r = subprocess.run(cmd, capture_output=True, text=True)
+                    line = [l for l in r.stdout.splitlines() if l.startswith('RESULT ')]
+                    if r.returncode != 0 or not line:
+                        print(f"{size} {prec} {kind}: failed\n{r.stderr[-1500:]}", flush=True); runs[kind].append(None); continue
+                    res = json.loads(line[0][7:]); runs[kind].append(res)
+                    if a.rounds > 1: print(f"{size:>5} {prec}: {kind:<13} round {rnd + 1}: {res['tokens_per_s']:>9,.0f} tok/s", flush=True)
+            for kind, rs in runs.items():
+                done = [r for r in rs if r is not None]
+                if not done: continue
+                tps = statistics.median(r['tokens_per_s'] for r in done)
                 model_flops = tps * flops_per_token(cfg, head_share=19 / 128)     # the useful work, the same for all
-                hw_flops = tps * flops_per_token(cfg, head_share=res['head_share'])
+                mid = min(done, key=lambda r: abs(r['tokens_per_s'] - tps))      # the run nearest the median: its step times
+                hw_flops = tps * flops_per_token(cfg, head_share=mid['head_share'])
                 row[kind] = dict(tokens_per_s=round(tps), model_gflops=round(model_flops / 1e9, 1),
                                  mfu=round(model_flops / peaks[prec], 4), hfu=round(hw_flops / peaks[prec], 4),
-                                 **{k: v for k, v in res.items() if k in ('accum', 'step_ms_p10_p50_p90', 'max_memory_gib')})
+                                 **{k: v for k, v in mid.items() if k in ('accum', 'step_ms_p10_p50_p90', 'max_memory_gib')})
+                if a.rounds > 1: row[kind]['tokens_per_s_runs'] = [r and round(r['tokens_per_s']) for r in rs]
                 if sheet and prec == 'bf16': row[kind]['mfu_datasheet'] = round(model_flops / sheet, 4)
-                print(f"{size:>5} {prec}: {kind:<10} {tps:>9,.0f} tok/s  {model_flops / 1e9:7.1f} model GFLOP/s  "
+                print(f"{size:>5} {prec}: {kind:<13} {tps:>9,.0f} tok/s  {model_flops / 1e9:7.1f} model GFLOP/s  "
                       f"MFU {model_flops / peaks[prec]:6.1%}  HFU {hw_flops / peaks[prec]:6.1%}", flush=True)
             for base in ('hf', 'hf+compile'):
-                if 'pd_nb' in row and base in row:
-                    row[f'speedup_vs_{base}'] = round(row['pd_nb']['tokens_per_s'] / row[base]['tokens_per_s'], 2)
-                if 'pd_nb+compile' in row and base in row:
-                    row[f'compiled_speedup_vs_{base}'] = round(row['pd_nb+compile']['tokens_per_s'] / row[base]['tokens_per_s'], 2)
+                for ours, key in (('pd_nb', f'speedup_vs_{base}'), ('pd_nb+compile', f'compiled_speedup_vs_{base}')):
+                    if ours in row and base in row:
+                        row[key] = round(row[ours]['tokens_per_s'] / row[base]['tokens_per_s'], 2)
+                        pairs = [u['tokens_per_s'] / v['tokens_per_s'] for u, v in zip(runs[ours], runs[base]) if u and v]
+                        if a.rounds > 1 and pairs: row[key + '_range'] = [round(min(pairs), 2), round(max(pairs), 2)]
             print(f"{size:>5} {prec}: pd_nb / hf {row.get('speedup_vs_hf', '-')}x, pd_nb / hf+compile {row.get('speedup_vs_hf+compile', '-')}x", flush=True)
             results.append(row)
-    out = {'results': results, 'matmul_peak_gflops': {k: round(v / 1e9, 1) for k, v in peaks.items()}, 'matmul_n': n,
+    out = {'results': results, 'rounds': a.rounds, 'matmul_peak_gflops': {k: round(v / 1e9, 1) for k, v in peaks.items()}, 'matmul_n': n,
            'datasheet_bf16_peak_tflops': sheet and sheet / 1e12,
            'device_name': name, 'flops_note': 'model FLOPs count the MLM head and the top layer (but its key/value projections) at the 19/128 masked positions for every contender; HFU counts what each computes',
            'manifest': run_manifest(seed=0, device=device, bench='mlm', steps=steps, batch=batch)}

@@ -228,11 +228,17 @@ class VocabCrossEntropy(torch.autograd.Function):
             loss = torch.zeros((), dtype=torch.float32, device=x.device)
             for i in range(0, len(x), chunk):
                 xi, ti = xc[i:i + chunk], target[i:i + chunk]
-                z = torch.addmm(bc, xi, Wc.t()).float()                     # [c, V] logits, fp32
-                lse = torch.logsumexp(z, 1)
-                loss += (lse - z.gather(1, ti[:, None])[:, 0]).sum()
-                p = torch.exp_(z.sub_(lse[:, None]))                          # softmax, in place
-                p[torch.arange(len(ti), device=p.device), ti] -= 1             # - onehot: d loss / d z
+                z = torch.addmm(bc, xi, Wc.t())                              # [c, V] logits
+                p = torch.softmax(z, 1, dtype=torch.float32)                  # one fused pass, fp32
+                rows = torch.arange(len(ti), device=p.device)
+                pt = p[rows, ti]                                              # loss_i = -log p_i,y_i ...
+                far = pt < 1e-30                                              # ... unless p underflows (loss > 69)
+                if far.any():
+                    zf = z[far].float()
+                    loss += (torch.logsumexp(zf, 1) - zf.gather(1, ti[far][:, None])[:, 0]).sum()
+                    pt = pt[~far]
+                loss -= torch.log(pt).sum()
+                p[rows, ti] -= 1                                              # - onehot: d loss / d z
                 gb += p.sum(0)
                 g = p.to(cdt)
                 gx[i:i + chunk] = g @ Wc

@@ -183,6 +183,22 @@ def test_vocab_cross_entropy_equals_cross_entropy_of_full_logits_with_gradients(
     assert abs(ours16 - ref) < 0.05 and abs(ours16 - ref16) < 0.05
     for u, v in zip(g16, gref): assert ((u - v).norm() / v.norm()) < 0.02     # bf16 matmuls: about 3 significant digits
 
+def test_vocab_cross_entropy_is_exact_where_the_target_probability_underflows():
+    "Rows whose target softmax probability underflows fp32 (loss > 69) take the logsumexp path: same loss and gradients."
+    import torch.nn.functional as F
+    from pd_nb.bert import vocab_cross_entropy
+    torch.manual_seed(1)
+    x = (torch.randn(50, 16) * torch.tensor([0.5, 40.0]).repeat(25)[:, None]).requires_grad_(); W = torch.randn(700, 16, requires_grad=True); b = torch.zeros(700, requires_grad=True)
+    y = torch.randint(700, (50,))
+    with torch.no_grad(): far = F.log_softmax(F.linear(x, W, b).double(), 1).gather(1, y[:, None])[:, 0] < -69.1
+    assert 0 < int(far.sum()) < 50                                     # both paths taken
+    ref = F.cross_entropy(F.linear(x.double(), W.double(), b.double()), y); ref.backward()
+    gref = [t.grad.clone() for t in (x, W, b)]
+    for t in (x, W, b): t.grad = None
+    ours = vocab_cross_entropy(x, W, b, y, chunk=16); ours.backward()
+    assert torch.isfinite(ours) and abs(ours.item() - ref.item()) < 1e-4 * ref.item()
+    for t, g in zip((x, W, b), gref): assert torch.allclose(t.grad, g, atol=1e-5)
+
 def test_masked_lm_training_forward_is_the_fused_loss_and_eval_keeps_logits():
     from pd_nb.core import student_config
     from pd_nb.bert import BertForMaskedLM
