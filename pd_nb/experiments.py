@@ -224,8 +224,9 @@ def _transfer_size_plan(b: Budget) -> list:
     shape = from_hf_config(pre / 'config.json')[0]                # both students take the checkpoint's shape
     tiny = (shape.n_layers, shape.hidden) == (2, 128)
     size, tag = ('tiny', '') if tiny else (f'{shape.n_layers}/{shape.hidden}', f'{shape.n_layers}x{shape.hidden}')
-    point = lambda r: ('no_pretraining' + (tag and f'_{tag}') if r == 'distillation'     # a run id says where its student
-                       else (tag and f'{tag}_') + pre.name)                             # started (Tiny: no size tag)
+    def point(recipe):                             # where a run's student started; Tiny's names carry no shape tag
+        parts = ['no_pretraining', tag] if recipe == 'distillation' else [tag, pre.name]
+        return '_'.join(p for p in parts if p)
     @functools.cache
     def nested():                                  # one seeded order of the largest set: each size takes a prefix of it
         big = setup.transfer(sizes[-1])
