@@ -285,6 +285,7 @@ def cmd_experiment(args):
     rows = [{**{k: r[k] for k in exp.group}, 'dev accuracy (%)': f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}", 'seeds': r['n_seeds']}
             for r in summarise(res['records'], exp.group)]
     print(format_table(rows) if rows else f"{exp.name}: no finished runs yet")
+    if res['busy']: print(f"{len(res['busy'])} run(s) held by other processes: run the same command again once they finish to read them back")
     if res['left']: print(f"{len(res['left'])} run(s) left: run the same command again to continue")
 
 def _experiment_args(p):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_experiments.ipynb #ca7943f4
 from __future__ import annotations
-import collections, difflib, functools, re, time, warnings
+import collections, difflib, functools, json, os, re, socket, time, warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -22,8 +22,9 @@ from .recipes import RecipeConfig, get_recipe, run_recipe
 # %% auto #0
 __all__ = ['DOMAINS', 'BUDGETS', 'LONG_RUN', 'EXPERIMENTS', 'PRETRAINING_CURVE', 'TRANSFER_SIZE', 'INITIALISATION', 'DEPTH',
            'DOMAIN_SHIFT', 'COMPOUND', 'SIZES', 'Budget', 'repo_path', 'milestone_folders', 'stage_configs',
-           'SST2Setup', 'recipe_record', 'Experiment', 'register', 'get_experiment', 'run_experiment', 'difference',
-           'summarise', 'word_counts', 'average_ranks', 'corpus_similarity', 'StopAtStepCB', 'compound_pretrain_config']
+           'SST2Setup', 'recipe_record', 'Experiment', 'register', 'get_experiment', 'claim_run', 'run_experiment',
+           'difference', 'summarise', 'word_counts', 'average_ranks', 'corpus_similarity', 'StopAtStepCB',
+           'compound_pretrain_config']
 
 # %% ../nbs/11_experiments.ipynb #ec39aa6d
 DOMAINS = ('sst2', 'imdb', 'amazon_dvd', 'amazon_books', 'amazon_kitchen', 'gutenberg', 'wikipedia')   # D_L itself ... general text
@@ -159,27 +160,71 @@ def get_experiment(name: str) -> Experiment:
     raise KeyError(f"unknown experiment {name!r}{f' (did you mean {near[0]!r}?)' if near else ''}: expected one of {sorted(EXPERIMENTS)}")
 
 # %% ../nbs/11_experiments.ipynb #93a32bs1
-def run_experiment(name: str, budget: Budget | None = None, log: Callable[[str], None] | None = print) -> dict:
-    """Run the missing runs of experiment `name` within `budget`; read back the finished ones.
+def _alive(pid) -> bool:
+    "Whether process `pid` of this machine still runs."
+    if not isinstance(pid, int) or pid <= 0: return False
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True                         # it runs, under another user
+    return True
+
+def claim_run(record: Path) -> str | None:
+    """Claim for this process the run whose record will be `record`: `record.lock` (pid, host, start), created
+    atomically, so that two processes on one plan never train the same run. A claim left by a process of this machine
+    that no longer runs (killed, or the machine stopped) is taken over; a claim from another machine is left alone.
 
     Returns:
-        `records` (every finished run of the plan, in plan order), `trained` and `skipped` run ids, `left` (runs not
-        started because `max_minutes` was spent), and `results` (the folder of the JSON).
+        None when this process holds the claim now; else who holds it, with the lock's path (to delete by hand if
+        that process is gone).
+    """
+    lock = record.with_name(record.name.removesuffix('.json') + '.lock')
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%dT%H:%M:%S'))
+    for _ in range(3):
+        try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try: held = json.loads(lock.read_text())
+            except (OSError, ValueError): held = None                # being written, or cut short by a crash
+            if held is None and time.time() - lock.stat().st_mtime < 60: return f"a process starting it ({lock})"
+            if held is None or (held.get('host') == me['host'] and not _alive(held.get('pid'))):
+                lock.unlink(missing_ok=True); continue                # stale: take it over
+            return f"pid {held.get('pid')} on {held.get('host')} since {held.get('started')} ({lock})"
+        with os.fdopen(fd, 'w') as f: json.dump(me, f)
+        return None
+    return f"another process (the claim {lock} changed hands while this one tried)"
+
+def run_experiment(name: str, budget: Budget | None = None, log: Callable[[str], None] | None = print) -> dict:
+    """Run the missing runs of experiment `name` within `budget`; read back the finished ones. Each run is claimed
+    first (`claim_run`), so several processes may run the same experiment at once (one per GPU, say) and share its
+    plan; a run another process is training is left to it.
+
+    Returns:
+        `records` (every finished run of the plan, in plan order), `trained` and `skipped` run ids, `busy` (runs
+        another process holds), `left` (runs not started because `max_minutes` was spent), and `results` (the
+        folder of the JSON).
     """
     exp, b = get_experiment(name), budget or Budget()
     root = Path(b.results_dir) if b.results_dir else results_dir()
     out = root / exp.name
-    t0, recs, trained, skipped, left = time.time(), [], [], [], []
+    t0, recs, trained, skipped, busy, left = time.time(), [], [], [], [], []
     plan = exp.plan(b)
     for run_id, fn in plan:
         path = out / f'{run_id}.json'
         if path.exists(): recs.append(load_json(path)); skipped.append(run_id); continue
         if b.max_minutes is not None and time.time() - t0 > 60 * b.max_minutes: left.append(run_id); continue
-        if log: log(f"{exp.name}: {run_id} ({len(trained) + len(skipped) + 1}/{len(plan)}) ...")
-        rec = {'experiment': exp.name, 'run': run_id, **fn()}
-        save_json(rec, path); recs.append(rec); trained.append(run_id)
-    if log: log(f"{exp.name}: {len(trained)} trained, {len(skipped)} read back, {len(left)} left for the next call; results in {out}")
-    return dict(records=recs, trained=trained, skipped=skipped, left=left, results=out)
+        if (holder := claim_run(path)) is not None:
+            busy.append(run_id)
+            if log: log(f"{exp.name}: {run_id} is being trained by {holder}: left to it")
+            continue
+        try:
+            if path.exists(): recs.append(load_json(path)); skipped.append(run_id); continue   # finished meanwhile
+            if log: log(f"{exp.name}: {run_id} ({len(trained) + len(skipped) + 1}/{len(plan)}) ...")
+            rec = {'experiment': exp.name, 'run': run_id, **fn()}
+            save_json(rec, path); recs.append(rec); trained.append(run_id)
+        finally: path.with_name(f'{path.name.removesuffix(".json")}.lock').unlink(missing_ok=True)
+    if log: log(f"{exp.name}: {len(trained)} trained, {len(skipped)} read back, {len(busy)} held by other processes, "
+                f"{len(left)} left for the next call; results in {out}")
+    return dict(records=recs, trained=trained, skipped=skipped, busy=busy, left=left, results=out)
 
 def difference(a, b) -> dict:
     """mean(a) − mean(b) of two sets of dev accuracies (percentage points), the two sample stds combined
