@@ -32,7 +32,9 @@ computes the top layer and the head at the masked positions (`BertForMaskedLM`),
 are measured here: the best of several [2048 x 2048] @ [2048 x 2048] matmuls in bf16 and in fp32 at the same thread
 count (on CUDA, the datasheet's dense bf16 peak is used as well).
 
-Run:  .venv/bin/python bench/bench_mlm.py --size tiny mini --precision bf16 fp32 --threads 2 --out data/results/bench/mlm_cpu.json
+Run (the committed table, data/results/bench/mlm_cpu_1thread.json):
+    .venv/bin/python bench/bench_mlm.py --size tiny mini --precision bf16 fp32 --threads 1 --batch 32 --steps 10 --rounds 3 \
+        --contenders pd_nb pd_nb+compile hf hf+compile --out data/results/bench/mlm_cpu_1thread.json
 """
 import argparse, json, os, statistics, subprocess, sys, time
 from pathlib import Path
