@@ -22,9 +22,9 @@ from .recipes import RecipeConfig, get_recipe, run_recipe
 # %% auto #0
 __all__ = ['DOMAINS', 'BUDGETS', 'LONG_RUN', 'EXPERIMENTS', 'PRETRAINING_CURVE', 'TRANSFER_SIZE', 'INITIALISATION', 'DEPTH',
            'DOMAIN_SHIFT', 'COMPOUND', 'SIZES', 'Budget', 'repo_path', 'milestone_folders', 'stage_configs',
-           'SST2Setup', 'recipe_record', 'Experiment', 'register', 'get_experiment', 'claim_run', 'run_experiment',
-           'difference', 'summarise', 'word_counts', 'average_ranks', 'corpus_similarity', 'StopAtStepCB',
-           'compound_pretrain_config']
+           'SST2Setup', 'recipe_record', 'Experiment', 'register', 'get_experiment', 'run_lock', 'claim_run',
+           'run_experiment', 'difference', 'summarise', 'word_counts', 'average_ranks', 'corpus_similarity',
+           'StopAtStepCB', 'compound_pretrain_config']
 
 # %% ../nbs/11_experiments.ipynb #ec39aa6d
 DOMAINS = ('sst2', 'imdb', 'amazon_dvd', 'amazon_books', 'amazon_kitchen', 'gutenberg', 'wikipedia')   # D_L itself ... general text
@@ -168,6 +168,10 @@ def _alive(pid) -> bool:
     except PermissionError: return True                         # it runs, under another user
     return True
 
+def run_lock(record: Path) -> Path:
+    "The lock file that claims the run whose record is `record` (`x/pd_seed0.json` -> `x/pd_seed0.lock`)."
+    return record.with_name(record.name.removesuffix('.json') + '.lock')
+
 def claim_run(record: Path) -> str | None:
     """Claim for this process the run whose record will be `record`: `record.lock` (pid, host, start), created
     atomically, so that two processes on one plan never train the same run. A claim left by a process of this machine
@@ -177,7 +181,7 @@ def claim_run(record: Path) -> str | None:
         None when this process holds the claim now; else who holds it, with the lock's path (to delete by hand if
         that process is gone).
     """
-    lock = record.with_name(record.name.removesuffix('.json') + '.lock')
+    lock = run_lock(record)
     lock.parent.mkdir(parents=True, exist_ok=True)
     me = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%dT%H:%M:%S'))
     for _ in range(3):
@@ -221,7 +225,7 @@ def run_experiment(name: str, budget: Budget | None = None, log: Callable[[str],
             if log: log(f"{exp.name}: {run_id} ({len(trained) + len(skipped) + 1}/{len(plan)}) ...")
             rec = {'experiment': exp.name, 'run': run_id, **fn()}
             save_json(rec, path); recs.append(rec); trained.append(run_id)
-        finally: path.with_name(f'{path.name.removesuffix(".json")}.lock').unlink(missing_ok=True)
+        finally: run_lock(path).unlink(missing_ok=True)
     if log: log(f"{exp.name}: {len(trained)} trained, {len(skipped)} read back, {len(busy)} held by other processes, "
                 f"{len(left)} left for the next call; results in {out}")
     return dict(records=recs, trained=trained, skipped=skipped, busy=busy, left=left, results=out)
