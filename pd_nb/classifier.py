@@ -113,7 +113,7 @@ def example_columns(data) -> tuple[list[str], list[str] | None, np.ndarray | Non
     raise DataError(f"example {bad} is {type(data[bad]).__name__} {data[bad]!r:.60}: expected a string or a (text_a, text_b) pair")
 
 # %% ../nbs/06_classifier.ipynb #40ace7e1
-def tokenize_examples(data, tokenizer=None, max_len: int = 128, chunk: int = 10_000) -> TokenizedExamples:
+def tokenize_examples(data, tokenizer=None, max_len: int = 128, chunk: int = 10_000, warn_truncated: str | None = None) -> TokenizedExamples:
     """Tokenize single sentences or sentence pairs into a `TokenizedExamples` (no padding).
 
     Args:
@@ -122,6 +122,7 @@ def tokenize_examples(data, tokenizer=None, max_len: int = 128, chunk: int = 10_
         tokenizer: a fast tokenizer, a name/folder for `get_tokenizer`, or None (BERT's uncased vocabulary).
         max_len: the longest encoding, special tokens included; pairs are truncated `longest_first`.
         chunk: examples per tokenizer call.
+        warn_truncated: a name for the data (e.g. its file): warn, naming it, when examples were cut at `max_len`.
 
     Returns:
         The examples, with `fields['labels']` when the data has a `label` column.
@@ -133,10 +134,11 @@ def tokenize_examples(data, tokenizer=None, max_len: int = 128, chunk: int = 10_
     a, b, y, _ = example_columns(data)
     if b is not None and len(b) != len(a): raise DataError(f"{len(a)} first texts but {len(b)} second texts")
     dtype = np.uint16 if len(tok) <= 2**16 else np.int32
-    ids, lens, n_first = [], [], []
+    ids, lens, n_first, n_cut = [], [], [], 0
     for s in range(0, len(a), chunk):
         enc = tok(a[s:s + chunk], b[s:s + chunk] if b is not None else None, truncation='longest_first',
                   max_length=max_len, return_attention_mask=False, return_token_type_ids=True)
+        n_cut += sum(bool(e.overflowing) for e in enc.encodings or ())   # the fast tokenizer keeps what it cut
         L = np.fromiter(map(len, enc['input_ids']), np.int64, count=len(enc['input_ids']))
         flat = np.fromiter(itertools.chain.from_iterable(enc['input_ids']), dtype, count=int(L.sum()))
         tt = (np.fromiter(itertools.chain.from_iterable(enc['token_type_ids']), np.int8, count=int(L.sum()))
@@ -147,6 +149,8 @@ def tokenize_examples(data, tokenizer=None, max_len: int = 128, chunk: int = 10_
         if not np.array_equal(tt.astype(bool), pos >= np.repeat(n0, L)):
             raise ValueError(f"{type(tok).__name__}: segment ids are not of the form 0…0 1…1; TokenizedExamples cannot store them")
         ids.append(flat); lens.append(L); n_first.append(n0)
+    if warn_truncated is not None and n_cut:
+        warnings.warn(f"{warn_truncated}: {n_cut} of {len(a)} examples are longer than max_len={max_len} tokens; they are truncated")
     lens = np.concatenate(lens)
     fields = {'labels': y} if y is not None else {}
     return TokenizedExamples(np.concatenate(ids), np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
@@ -464,9 +468,7 @@ def predict_file(model_dir: str | Path, input_path: str | Path, out_path: str | 
     if not has_tokenizer(folder):
         raise FileNotFoundError(f"{folder}: no tokenizer files (tokenizer.json or vocab.txt); save the model with its tokenizer (save_hf does)")
     tok, (a, b, _, _) = get_tokenizer(folder), example_columns(data)
-    n_long = sum(len(ids) > max_len for ids in tok(a, b, verbose=False)['input_ids'])
-    if n_long: warnings.warn(f"{input_path}: {n_long} of {len(a)} examples are longer than max_len={max_len} tokens; they are truncated")
-    probs = torch.from_numpy(predict_logits(model, tokenize_examples(data, tok, max_len), batch_size, device)).softmax(-1)
+    probs = torch.from_numpy(predict_logits(model, tokenize_examples(data, tok, max_len, warn_truncated=str(input_path)), batch_size, device)).softmax(-1)
     names = model.label_names or [f'LABEL_{i}' for i in range(model.cfg.n_labels)]
     return write_predictions(out_path, a, b, probs.tolist(), names)
 

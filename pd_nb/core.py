@@ -14,8 +14,8 @@ import torch
 __all__ = ['GRID_L', 'GRID_H', 'NAMED_SIZES', 'PAPER_PARAMS_M', 'PAPER_TRUNCATED', 'BertConfig', 'is_size', 'parse_size',
            'student_config', 'all_student_configs', 'bert_param_count', 'paper_params_m', 'repo_root', 'sample_dir',
            'data_dir', 'results_dir', 'cache_dir', 'minilm_dir', 'in_test', 'set_seed', 'get_device', 'cpu_has_bf16',
-           'per_process_batch', 'config_update', 'atomic_path', 'save_json', 'load_json', 'git_sha', 'package_versions',
-           'device_info', 'run_manifest', 'write_manifest']
+           'env_world_size', 'per_process_batch', 'config_update', 'atomic_path', 'save_json', 'load_json', 'git_sha',
+           'package_versions', 'device_info', 'run_manifest', 'write_manifest']
 
 # %% ../nbs/00_core.ipynb #314f1e8e
 GRID_L = (2, 4, 6, 8, 10, 12)
@@ -221,6 +221,10 @@ def cpu_has_bf16() -> bool:
     return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 # %% ../nbs/00_core.ipynb #c0b7a002
+def env_world_size() -> int:
+    "The number of processes `torchrun` started (env `WORLD_SIZE`), else 1."
+    return int(os.environ.get('WORLD_SIZE', 1))
+
 def per_process_batch(batch_size: int, grad_accum: int = 1, world_size: int | None = None) -> int:
     """The micro-batch of one process for a global `batch_size`: `batch_size / (world_size * grad_accum)`.
 
@@ -230,7 +234,7 @@ def per_process_batch(batch_size: int, grad_accum: int = 1, world_size: int | No
     Raises:
         ValueError: `batch_size` is not a positive multiple of `world_size * grad_accum`.
     """
-    world = int(os.environ.get('WORLD_SIZE', 1)) if world_size is None else world_size
+    world = env_world_size() if world_size is None else world_size
     per_proc = batch_size // (world * grad_accum)
     if per_proc < 1 or per_proc * world * grad_accum != batch_size:
         raise ValueError(f"batch_size={batch_size} is not divisible by world size {world} x grad_accum {grad_accum}")

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler, Sampler
 from tqdm import tqdm
-from .core import atomic_path, get_device, load_json, save_json, set_seed, write_manifest
+from .core import atomic_path, env_world_size, get_device, load_json, save_json, set_seed, write_manifest
 
 # %% auto #0
 __all__ = ['forward_keys', 'model_inputs', 'model_loss', 'to_device', 'param_groups', 'adamw', 'warmup_linear',
@@ -161,7 +161,7 @@ class with_cbs:
 # %% ../nbs/04_learner.ipynb #2eed4e78
 def init_distributed(device=None) -> tuple[int, int, torch.device]:
     "Join the process group `torchrun` describes (env `RANK`, `WORLD_SIZE`, `LOCAL_RANK`); returns (rank, world_size, device)."
-    if int(os.environ.get('WORLD_SIZE', 1)) == 1 and not dist.is_initialized(): return 0, 1, get_device(device)
+    if env_world_size() == 1 and not dist.is_initialized(): return 0, 1, get_device(device)
     dev = get_device(device)
     if dev.type == 'cuda':
         dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0))); torch.cuda.set_device(dev)
@@ -171,7 +171,7 @@ def init_distributed(device=None) -> tuple[int, int, torch.device]:
 def main_process_first(fn: Callable, device=None):
     """`fn()` on rank 0 first and then, after a barrier, on the other ranks, which find what it cached (the packed D_LM,
     the teacher's soft labels) instead of building it at once on every rank and every rank on `cuda:0`. One process: `fn()`."""
-    if int(os.environ.get('WORLD_SIZE', 1)) == 1 and not dist.is_initialized(): return fn()
+    if env_world_size() == 1 and not dist.is_initialized(): return fn()
     rank, _, _ = init_distributed(device)
     out = fn() if rank == 0 else None
     dist.barrier()

@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from .core import (student_config, set_seed, save_json, write_manifest, per_process_batch, cpu_has_bf16, config_update)
+from .core import (student_config, set_seed, save_json, write_manifest, per_process_batch, cpu_has_bf16, config_update,
+                     env_world_size)
 from .data import get_tokenizer, build_lm_memmap, lm_memmap_info, Rows, rows_batch
 from .bert import BertForMaskedLM, count_params
 from .hub import save_hf
@@ -293,7 +294,7 @@ def pretrain_data(cfg: PretrainConfig, tok, data_dir=None) -> tuple[PretrainConf
         warnings.warn(f"D_LM {list(cfg.corpus)} packs into {len(mm):,} rows of {cfg.seq_len} tokens: holding out {n_held} of them "
                       f"for evaluation instead of valid_rows={cfg.valid_rows}")
     train_rows = mm[:-n_held]
-    unit = int(os.environ.get('WORLD_SIZE', 1)) * cfg.grad_accum
+    unit = env_world_size() * cfg.grad_accum
     batch = fit_batch_to_rows(cfg.batch_size, len(train_rows), unit)
     if batch != cfg.batch_size:
         warnings.warn(f"D_LM {list(cfg.corpus)} leaves {len(train_rows):,} training rows, fewer than batch_size={cfg.batch_size}: "

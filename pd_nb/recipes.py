@@ -18,7 +18,7 @@ from .distill import DistillConfig, init_student, distill
 
 # %% auto #0
 __all__ = ['RECIPES', 'DEFAULT_TRANSFER', 'Recipe', 'get_recipe', 'default_pretrained', 'RecipeConfig', 'demo_configs',
-           'RecipeError', 'transfer_set', 'initial_student', 'run_pd_f', 'run_one_stage', 'run_recipe']
+           'RecipeError', 'transfer_set', 'initial_student', 'StageRuns', 'run_pd_f', 'run_one_stage', 'run_recipe']
 
 # %% ../nbs/10_recipes.ipynb #398fd8d8
 @dataclass(frozen=True)
@@ -147,10 +147,18 @@ def _config_dict(cfg: RecipeConfig) -> dict:
     return json.loads(json.dumps(d, default=str))    # as it reads back from JSON (tuples become lists)
 
 # %% ../nbs/10_recipes.ipynb #3dddf9a6
+@dataclass
+class StageRuns:
+    "What a recipe's training stages produced: their summaries, the soft-label info, where the student started, and the student (kept in memory for PD only)."
+    stages: dict
+    soft_labels: dict | None
+    init: str
+    student: nn.Module | None = None
+
 def run_pd_f(cfg: RecipeConfig, out: Path | None, spec: TaskSpec, ft_cfg: FinetuneConfig, *, train=None, dev=None,
-             transfer=None, progress: bool = False, cbs=()) -> tuple[dict, dict | None, str]:
+             transfer=None, progress: bool = False, cbs=()) -> StageRuns:
     """The stages of PD-F: PD (the experiment's PD run of the same config when there is one, else run here), then
-    fine-tuning of that student on D_L. Returns (stage summaries, soft-label info, where the student started)."""
+    fine-tuning of that student on D_L."""
     pd_out = cfg.run_dir('pd')
     if pd_out is not None and (pd_out / 'recipe_metrics.json').exists() and _same_pd(load_json(pd_out / 'recipe_metrics.json'), cfg):
         pd_res = load_json(pd_out / 'recipe_metrics.json'); pd_res['reused'] = True
@@ -162,24 +170,24 @@ def run_pd_f(cfg: RecipeConfig, out: Path | None, spec: TaskSpec, ft_cfg: Finetu
     start = pd_out if pd_out is not None else pd_res.pop('_model')
     stages = {'distill': pd_res['stages']['distill'],
               'finetune': finetune(start, spec, ft_cfg, out, train=train, dev=dev, data_dir=cfg.data_dir, progress=progress, cbs=cbs)}
-    return stages, pd_res.get('soft_labels'), f"PD ({pd_out})" if pd_out is not None else 'PD (in memory)'
+    return StageRuns(stages, pd_res.get('soft_labels'), f"PD ({pd_out})" if pd_out is not None else 'PD (in memory)')
 
 def run_one_stage(r: Recipe, cfg: RecipeConfig, out: Path | None, spec: TaskSpec, ft_cfg: FinetuneConfig, ds_cfg: DistillConfig,
-                  teacher: Path | None = None, *, train=None, dev=None, transfer=None, progress: bool = False, cbs=()):
+                  teacher: Path | None = None, *, train=None, dev=None, transfer=None, progress: bool = False, cbs=()) -> StageRuns:
     """The single stage of Basic and PF (fine-tuning on D_L) or of Distillation and PD (distillation on D_T, labelled once
-    by the teacher through the soft-label cache). Returns (stage summaries, soft-label info, where it started, the student)."""
+    by the teacher through the soft-label cache)."""
     student, soft = initial_student(r, cfg), None
     init = 'random' if r.init == 'random' else str(_pretrained_dir(r, cfg))
     if r.stages == ('finetune',):
-        return {'finetune': finetune(student, spec, ft_cfg, out, train=train, dev=dev, data_dir=cfg.data_dir,
-                                     progress=progress, cbs=cbs)}, None, init, student
+        return StageRuns({'finetune': finetune(student, spec, ft_cfg, out, train=train, dev=dev, data_dir=cfg.data_dir,
+                                               progress=progress, cbs=cbs)}, None, init, student)
     dt = transfer if transfer is not None else transfer_set(cfg)
     probs, info = main_process_first(lambda: label_transfer_set(teacher, dt, task=spec, max_len=ds_cfg.max_len, return_info=True))
     soft = {k: info.get(k) for k in ('status', 'path', 'n', 'seconds')}
     res = distill(student, probs, dt, spec, ds_cfg, out, dev=dev, data_dir=cfg.data_dir,
                   teacher_tokenizer=classifier_tokenizer(Path(teacher)), progress=progress, cbs=cbs)
     res['teacher'] = str(teacher)
-    return {'distill': res}, soft, init, student
+    return StageRuns({'distill': res}, soft, init, student)
 
 
 # %% ../nbs/10_recipes.ipynb #runrec01
@@ -206,21 +214,21 @@ def run_recipe(name: str | Recipe, cfg: RecipeConfig | None = None, *, train=Non
     spec = get_task(cfg.task)
     teacher = _teacher_dir(r, cfg) if r.needs_teacher else None
     if r.needs_pretrained: _pretrained_dir(r, cfg)
-    out, t0, student = cfg.run_dir(r), time.time(), None
+    out, t0 = cfg.run_dir(r), time.time()
     ft_cfg, ds_cfg = replace(cfg.finetune, seed=cfg.seed), replace(cfg.distill, seed=cfg.seed)
     kw = dict(train=train, dev=dev, transfer=transfer, progress=progress, cbs=cbs)
-    if r.name == 'pd_f': stages, soft, init = run_pd_f(cfg, out, spec, ft_cfg, **kw)
-    else: stages, soft, init, student = run_one_stage(r, cfg, out, spec, ft_cfg, ds_cfg, teacher, **kw)
+    ran = run_pd_f(cfg, out, spec, ft_cfg, **kw) if r.name == 'pd_f' else run_one_stage(r, cfg, out, spec, ft_cfg, ds_cfg, teacher, **kw)
+    stages = ran.stages
     res, shape = stages[list(stages)[-1]], student_config(cfg.size, strict_grid=False)
-    summary = dict(recipe=r.title, name=r.name, task=spec.name, size=[shape.n_layers, shape.hidden], init=init, seed=cfg.seed, teacher=str(teacher) if teacher else None,
+    summary = dict(recipe=r.title, name=r.name, task=spec.name, size=[shape.n_layers, shape.hidden], init=ran.init, seed=cfg.seed, teacher=str(teacher) if teacher else None,
                    metric=spec.metric, dev=res['dev'], dev_score=res['dev_score'], dev_accuracy=res['dev']['accuracy'],
-                   params=res['params'], soft_labels=soft, wall_seconds=round(time.time() - t0, 2),
+                   params=res['params'], soft_labels=ran.soft_labels, wall_seconds=round(time.time() - t0, 2),
                    stages={k: {kk: v for kk, v in s.items() if kk not in ('evals', '_model')} for k, s in stages.items()},
                    config=_config_dict(cfg), out_dir=str(out) if out is not None else None)
     if out is not None:
         save_json(summary, out / 'recipe_metrics.json')
         write_manifest(out, config=summary['config'], seed=cfg.seed, stage=f'recipe:{r.name}', summary={k: summary[k] for k in ('recipe', 'dev', 'params')})
     elif r.name == 'pd':
-        summary['_model'] = student                      # PD-F without an output folder continues from this model object
+        summary['_model'] = ran.student                      # PD-F without an output folder continues from this model object
     return summary
 

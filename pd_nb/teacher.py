@@ -174,16 +174,15 @@ def soft_label_parts(model: nn.Module, tok, a: list[str], b: list[str] | None, m
     return dict(version=SOFT_LABEL_VERSION, teacher=weights_fingerprint(model), tokenizer=tokenizer_fingerprint(tok),
                 max_len=max_len, transfer=texts_fingerprint(a, b), n=len(a), precision=precision, dtype=dtype)
 
-def cached_soft_labels(path: Path | None, parts: dict, n_labels: int, info: dict) -> np.ndarray | None:
-    """Step 2: the stored probabilities when the file at `path` is valid for `parts` (`info['status']` 'hit'); else None,
-    with status 'miss' (no file), 'stale' (with the reason, said in a warning) or 'off' (no cache)."""
-    if path is None: return None
-    if not path.exists(): info['status'] = 'miss'; return None
+def cached_soft_labels(path: Path | None, parts: dict, n_labels: int) -> tuple[np.ndarray | None, dict]:
+    """Step 2: (probs, status). The stored probabilities when the file at `path` is valid for `parts` (status 'hit');
+    else None with status 'miss' (no file), 'stale' (with the `reason`, also said in a warning) or 'off' (no cache)."""
+    if path is None: return None, dict(status='off', reason='')
+    if not path.exists(): return None, dict(status='miss', reason='')
     probs, reason = _read_soft_labels(path, parts, n_labels)
-    if probs is not None: info['status'] = 'hit'; return probs
-    info.update(status='stale', reason=reason)
+    if probs is not None: return probs, dict(status='hit', reason='')
     warnings.warn(f"soft-label cache {path} is stale ({reason}): recomputing it")
-    return None
+    return None, dict(status='stale', reason=reason)
 
 def teacher_probs(model: nn.Module, tok, a: list[str], b: list[str] | None, max_len: int = 128, batch_size: int = 256,
                   device=None, precision: str = 'fp32', dtype: str = 'float32', progress: bool = False) -> tuple[np.ndarray, dict]:
@@ -231,9 +230,9 @@ def label_transfer_set(teacher, transfer, tokenizer=None, max_len: int = 128, ba
     if precision == 'auto': precision = 'bf16' if device.type == 'cuda' else 'fp32'
     parts = soft_label_parts(model, tok, a, b, max_len, precision, dtype); key = soft_label_key(parts)
     path = (Path(cache) if isinstance(cache, (str, Path)) else cache_dir() / 'soft_labels' / f'{key}.npy') if cache else None
-    info = dict(status='off', reason='', path=str(path) if path else None, key=key, n=len(a))
     n_labels = model.cfg.n_labels if hasattr(model, 'cfg') else model.config.num_labels
-    probs = cached_soft_labels(path, parts, n_labels, info)
+    probs, status = cached_soft_labels(path, parts, n_labels)
+    info = dict(**status, path=str(path) if path else None, key=key, n=len(a))
     if probs is None:
         probs, timing = teacher_probs(model, tok, a, b, max_len, batch_size, device, precision, dtype, progress)
         info.update(timing)
