@@ -10,7 +10,11 @@ gradient clipping, median step time after warm-up steps):
   `DataCollatorForLanguageModeling` and already on the device: its figure is model-only (no data path, no masking),
   ours is end to end. Where HF's dense head does not fit the batch (4096 x 128 x 30,522 logits on a GPU), the step
   accumulates gradients over micro-batches (the same global batch; `accum` in the JSON);
-- `hf+compile`: the same with `torch.compile(model)`.
+- `hf+compile`: the same with `torch.compile(model)`;
+- `hf+malloc`, `hf+compile+malloc`: `hf`, `hf+compile` with the process-wide glibc setting pd_nb's Learner makes on
+  the CPU (`pd_nb.learner.reuse_freed_memory`: keep freed memory instead of handing it back and faulting it in again).
+  Hugging Face's dense head allocates logits of batch x 128 x 30,522 floats every step, so this setting alone can
+  change its speed; a speed-up claimed against `hf` should hold against `hf+malloc` too.
 
 Each contender runs in its own fresh process, so nothing one of them sets (pd_nb's Learner asks glibc to keep freed
 memory, `pd_nb.learner.reuse_freed_memory`) reaches another. With `--rounds R` the contenders of a row run R times in
@@ -41,7 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CONTENDERS = ('pd_nb', 'pd_nb+compile', 'hf', 'hf+compile')
+CONTENDERS = ('pd_nb', 'pd_nb+compile', 'hf', 'hf+compile', 'hf+malloc', 'hf+compile+malloc')
 DEFAULT_CONTENDERS = ('pd_nb', 'hf', 'hf+compile')
 
 
@@ -60,6 +64,19 @@ def flops_per_token(cfg, T: int = 128, head_share: float = 1.0) -> float:
     H, F, L, V, f = cfg.hidden, cfg.ffn, cfg.n_layers, cfg.vocab_size, head_share
     return 6 * ((L - 1) * (4 * H * H + 2 * H * F) + 2 * H * H + f * (2 * H * H + 2 * H * F) + f * (H * H + H * V)) \
         + 12 * H * T * (L - 1 + f)
+
+
+def cpu_name() -> str:
+    "This CPU as the tables name it: model, core count and the matrix extensions that decide its bf16 peak."
+    model, flags = 'CPU', set()
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            key, _, val = line.partition(':')
+            if key.strip() == 'model name' and model == 'CPU': model = val.strip()
+            if key.strip() == 'flags' and not flags: flags = set(val.split())
+    except OSError: pass
+    ext = [f for f in ('amx_bf16', 'avx512_bf16') if f in flags]
+    return f"{model}, {os.cpu_count()} cores" + (f" ({', '.join(ext)})" if ext else '')
 
 
 def matmul_peak(dtype, device, n: int = 2048, reps: int = 5) -> float:
@@ -112,9 +129,12 @@ def run_one(kind: str, size: str, precision: str, batch: int, steps: int, warmup
     else:
         from transformers import BertForMaskedLM as HF, DataCollatorForLanguageModeling
         from pd_nb.hub import to_hf_config
+        if kind.endswith('+malloc') and device.type == 'cpu':
+            from pd_nb.learner import reuse_freed_memory
+            reuse_freed_memory()
         hfc = to_hf_config(cfg); hfc.hidden_dropout_prob = hfc.attention_probs_dropout_prob = 0.0
         hf = HF(hfc).to(device).train()
-        fwd = torch.compile(hf) if kind == 'hf+compile' else hf
+        fwd = torch.compile(hf) if '+compile' in kind else hf
         collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.15)
         n_batches = 4                                                # masked once, on the device, cycled: model-only timing
         pick = lambda i: rows[np.arange(i * batch, (i + 1) * batch) % len(rows)]   # wraps round a small corpus
@@ -171,13 +191,13 @@ def main(argv=None):
     batch, steps = a.batch or (4096 if cuda else 128), a.steps or (30 if cuda else 8)
     if a.one:
         kind, size, prec = a.one.split(':')
-        warm = a.warmup if a.warmup is not None else (6 if kind.endswith('+compile') else 3)
+        warm = a.warmup if a.warmup is not None else (6 if '+compile' in kind else 3)
         print('RESULT ' + json.dumps(run_one(kind, size, prec, batch, steps, warm, a.corpus, a.device, a.threads)), flush=True)
         return None
     precisions = a.precision or (['bf16'] if cuda else ['bf16', 'fp32'])
     n = 8192 if cuda else 2048                                       # a GPU needs big products to reach its peak
     peaks = {'bf16': matmul_peak(torch.bfloat16, device, n), 'fp32': matmul_peak(torch.float32, device, n)}
-    name = torch.cuda.get_device_name(device) if cuda else f"{os.cpu_count()}-core CPU"
+    name = torch.cuda.get_device_name(device) if cuda else cpu_name()
     sheet = datasheet_bf16_peak(name) if cuda else None
     print(f"device={device} ({name}), torch threads={torch.get_num_threads()}, batch={batch}x128, {steps} timed steps; "
           f"measured matmul peak: bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s, fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s"
@@ -213,7 +233,7 @@ def main(argv=None):
                 if sheet and prec == 'bf16': row[kind]['mfu_datasheet'] = round(model_flops / sheet, 4)
                 print(f"{size:>5} {prec}: {kind:<13} {tps:>9,.0f} tok/s  {model_flops / 1e9:7.1f} model GFLOP/s  "
                       f"MFU {model_flops / peaks[prec]:6.1%}  HFU {hw_flops / peaks[prec]:6.1%}", flush=True)
-            for base in ('hf', 'hf+compile'):
+            for base in ('hf', 'hf+malloc', 'hf+compile', 'hf+compile+malloc'):
                 for ours, key in (('pd_nb', f'speedup_vs_{base}'), ('pd_nb+compile', f'compiled_speedup_vs_{base}')):
                     if ours in row and base in row:
                         row[key] = round(row[ours]['tokens_per_s'] / row[base]['tokens_per_s'], 2)
@@ -221,12 +241,19 @@ def main(argv=None):
                         if a.rounds > 1 and pairs: row[key + '_range'] = [round(min(pairs), 2), round(max(pairs), 2)]
             print(f"{size:>5} {prec}: pd_nb / hf {row.get('speedup_vs_hf', '-')}x, pd_nb / hf+compile {row.get('speedup_vs_hf+compile', '-')}x", flush=True)
             results.append(row)
-    out = {'results': results, 'rounds': a.rounds, 'matmul_peak_gflops': {k: round(v / 1e9, 1) for k, v in peaks.items()}, 'matmul_n': n,
+            if a.out: save_json(summary(results, a, peaks, n, sheet, name, device, steps, batch), a.out)   # row by row
+    out = summary(results, a, peaks, n, sheet, name, device, steps, batch)
+    if a.out: save_json(out, a.out)
+    return out
+
+
+def summary(results, a, peaks, n, sheet, name, device, steps, batch) -> dict:
+    "The JSON of a run so far."
+    from pd_nb.core import run_manifest
+    return {'results': results, 'rounds': a.rounds, 'matmul_peak_gflops': {k: round(v / 1e9, 1) for k, v in peaks.items()}, 'matmul_n': n,
            'datasheet_bf16_peak_tflops': sheet and sheet / 1e12,
            'device_name': name, 'flops_note': 'model FLOPs count the MLM head and the top layer (but its key/value projections) at the 19/128 masked positions for every contender; HFU counts what each computes',
            'manifest': run_manifest(seed=0, device=device, bench='mlm', steps=steps, batch=batch)}
-    if a.out: save_json(out, a.out)
-    return out
 
 
 if __name__ == '__main__':
