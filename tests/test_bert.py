@@ -176,12 +176,26 @@ def test_vocab_cross_entropy_equals_cross_entropy_of_full_logits_with_gradients(
         for t in (x, W, b): t.grad = None
         return loss.item(), g
     ref, gref = run(lambda: F.cross_entropy(F.linear(x, W, b), y), False)
-    ours, g = run(lambda: vocab_cross_entropy(x, W, b, y, chunk=64), False)       # 5 chunks, the last one short
+    ours, g = run(lambda: vocab_cross_entropy(x, W, b, y, chunk=64), False)       # 5 equal chunks of 60 rows
     assert abs(ours - ref) < 1e-5 and all(torch.allclose(u, v, atol=1e-5) for u, v in zip(g, gref))
     ours16, g16 = run(lambda: vocab_cross_entropy(x, W, b, y, chunk=64), True)
     ref16, gref16 = run(lambda: F.cross_entropy(F.linear(x, W, b).float(), y), True)
     assert abs(ours16 - ref) < 0.05 and abs(ours16 - ref16) < 0.05
     for u, v in zip(g16, gref): assert ((u - v).norm() / v.norm()) < 0.02     # bf16 matmuls: about 3 significant digits
+
+def test_vocab_cross_entropy_chunks_cover_every_row_whatever_the_count():
+    "Equal chunks of at most `chunk` rows: 1, chunk - 1, chunk, chunk + 1 and a prime number of rows, against the full loss."
+    import torch.nn.functional as F
+    from pd_nb.bert import vocab_cross_entropy
+    torch.manual_seed(2)
+    W, b = torch.randn(500, 8), torch.randn(500)
+    for n in (1, 15, 16, 17, 97):
+        x, y = torch.randn(n, 8, requires_grad=True), torch.randint(500, (n,))
+        ours = vocab_cross_entropy(x, W, b, y, chunk=16); ours.backward()
+        xr = x.detach().clone().requires_grad_(); ref = F.cross_entropy(F.linear(xr, W, b), y); ref.backward()
+        assert abs(ours.item() - ref.item()) < 1e-5 and torch.allclose(x.grad, xr.grad, atol=1e-6), n
+    with pytest.raises(ValueError, match='chunk must be at least 1, got 0'):
+        vocab_cross_entropy(torch.randn(3, 8), W, b, torch.zeros(3, dtype=torch.long), chunk=0)
 
 def test_vocab_cross_entropy_is_exact_where_the_target_probability_underflows():
     "Rows whose target softmax probability underflows fp32 (loss > 69) take the logsumexp path: same loss and gradients."
