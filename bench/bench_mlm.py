@@ -40,7 +40,7 @@ Run (the committed table, data/results/bench/mlm_cpu_1thread.json):
     .venv/bin/python bench/bench_mlm.py --size tiny mini --precision bf16 fp32 --threads 1 --batch 32 --steps 10 --rounds 3 \
         --contenders pd_nb pd_nb+compile hf hf+compile --out data/results/bench/mlm_cpu_1thread.json
 """
-import argparse, json, os, statistics, subprocess, sys, time
+import argparse, json, statistics, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,19 +64,6 @@ def flops_per_token(cfg, T: int = 128, head_share: float = 1.0) -> float:
     H, F, L, V, f = cfg.hidden, cfg.ffn, cfg.n_layers, cfg.vocab_size, head_share
     return 6 * ((L - 1) * (4 * H * H + 2 * H * F) + 2 * H * H + f * (2 * H * H + 2 * H * F) + f * (H * H + H * V)) \
         + 12 * H * T * (L - 1 + f)
-
-
-def cpu_name() -> str:
-    "This CPU as the tables name it: model, core count and the matrix extensions that decide its bf16 peak."
-    model, flags = 'CPU', set()
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            key, _, val = line.partition(':')
-            if key.strip() == 'model name' and model == 'CPU': model = val.strip()
-            if key.strip() == 'flags' and not flags: flags = set(val.split())
-    except OSError: pass
-    ext = [f for f in ('amx_bf16', 'avx512_bf16') if f in flags]
-    return f"{model}, {os.cpu_count()} cores" + (f" ({', '.join(ext)})" if ext else '')
 
 
 def matmul_peak(dtype, device, n: int = 2048, reps: int = 5) -> float:
@@ -185,7 +172,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.rounds < 1: p.error(f'--rounds must be at least 1, got {a.rounds}')
     import torch
-    from pd_nb.core import get_device, save_json, run_manifest, student_config
+    from pd_nb.core import get_device, save_json, run_manifest, student_config, cpu_name
     if a.threads: torch.set_num_threads(a.threads)
     device = get_device(a.device); cuda = device.type == 'cuda'
     batch, steps = a.batch or (4096 if cuda else 128), a.steps or (30 if cuda else 8)
@@ -203,6 +190,10 @@ def main(argv=None):
           f"measured matmul peak: bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s, fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s"
           + (f", {a.rounds} rounds" if a.rounds > 1 else ""), flush=True)
     results = []
+    out = {'results': results, 'rounds': a.rounds, 'matmul_peak_gflops': {k: round(v / 1e9, 1) for k, v in peaks.items()}, 'matmul_n': n,
+           'datasheet_bf16_peak_tflops': sheet and sheet / 1e12,
+           'device_name': name, 'flops_note': 'model FLOPs count the MLM head and the top layer (but its key/value projections) at the 19/128 masked positions for every contender; HFU counts what each computes',
+           'manifest': run_manifest(seed=0, device=device, bench='mlm', steps=steps, batch=batch)}
     for size in a.size:
         cfg = student_config(size)
         for prec in precisions:
@@ -241,19 +232,8 @@ def main(argv=None):
                         if a.rounds > 1 and pairs: row[key + '_range'] = [round(min(pairs), 2), round(max(pairs), 2)]
             print(f"{size:>5} {prec}: pd_nb / hf {row.get('speedup_vs_hf', '-')}x, pd_nb / hf+compile {row.get('speedup_vs_hf+compile', '-')}x", flush=True)
             results.append(row)
-            if a.out: save_json(summary(results, a, peaks, n, sheet, name, device, steps, batch), a.out)   # row by row
-    out = summary(results, a, peaks, n, sheet, name, device, steps, batch)
-    if a.out: save_json(out, a.out)
+            if a.out: save_json(out, a.out)                             # row by row: an interrupted run keeps its rows
     return out
-
-
-def summary(results, a, peaks, n, sheet, name, device, steps, batch) -> dict:
-    "The JSON of a run so far."
-    from pd_nb.core import run_manifest
-    return {'results': results, 'rounds': a.rounds, 'matmul_peak_gflops': {k: round(v / 1e9, 1) for k, v in peaks.items()}, 'matmul_n': n,
-           'datasheet_bf16_peak_tflops': sheet and sheet / 1e12,
-           'device_name': name, 'flops_note': 'model FLOPs count the MLM head and the top layer (but its key/value projections) at the 19/128 masked positions for every contender; HFU counts what each computes',
-           'manifest': run_manifest(seed=0, device=device, bench='mlm', steps=steps, batch=batch)}
 
 
 if __name__ == '__main__':

@@ -13,8 +13,8 @@ from .core import BertConfig
 
 # %% auto #0
 __all__ = ['BertOutput', 'EncoderOutput', 'BertEmbeddings', 'attention', 'gather_positions', 'SelfAttention', 'FeedForward',
-           'BertLayer', 'init_bert_weights', 'BertModel', 'MLMHead', 'BertForMaskedLM', 'VocabCrossEntropy',
-           'vocab_cross_entropy', 'BertForSequenceClassification', 'count_params']
+           'BertLayer', 'init_bert_weights', 'BertModel', 'MLMHead', 'BertForMaskedLM', 'cross_entropy_and_grad',
+           'VocabCrossEntropy', 'vocab_cross_entropy', 'BertForSequenceClassification', 'count_params']
 
 # %% ../nbs/02_bert.ipynb #8ff5a6af
 @dataclass
@@ -214,6 +214,23 @@ class BertForMaskedLM(nn.Module):
         return BertOutput(logits, loss, h)
 
 # %% ../nbs/02_bert.ipynb #959cda37
+def cross_entropy_and_grad(z: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For logits z [c, V] and class ids target [c]: (the summed cross-entropy, softmax(z) - onehot(target)), both fp32.
+
+    One fused fp32 softmax pass with the loss read off it, loss_i = -log p_i,y_i; a row whose p_i,y_i underflows fp32
+    (below 1e-30, a loss above 69) takes its loss from `logsumexp` instead, so the number stays exact.
+    """
+    p = torch.softmax(z, 1, dtype=torch.float32)
+    rows = torch.arange(len(target), device=p.device)
+    pt = p[rows, target]
+    far = pt < 1e-30
+    if not far.any(): loss = -torch.log(pt).sum()
+    else:
+        zf = z[far].float()
+        loss = (torch.logsumexp(zf, 1) - zf.gather(1, target[far][:, None])[:, 0]).sum() - torch.log(pt[~far]).sum()
+    p[rows, target] -= 1
+    return loss, p
+
 class VocabCrossEntropy(torch.autograd.Function):
     "Mean cross-entropy of `x @ W.T + b` against `target`, computed and differentiated chunk by chunk (see `vocab_cross_entropy`)."
     @staticmethod
@@ -229,16 +246,8 @@ class VocabCrossEntropy(torch.autograd.Function):
             for i in range(0, len(x), chunk):
                 xi, ti = xc[i:i + chunk], target[i:i + chunk]
                 z = torch.addmm(bc, xi, Wc.t())                              # [c, V] logits
-                p = torch.softmax(z, 1, dtype=torch.float32)                  # one fused pass, fp32
-                rows = torch.arange(len(ti), device=p.device)
-                pt = p[rows, ti]                                              # loss_i = -log p_i,y_i ...
-                far = pt < 1e-30                                              # ... unless p underflows (loss > 69)
-                if far.any():
-                    zf = z[far].float()
-                    loss += (torch.logsumexp(zf, 1) - zf.gather(1, ti[far][:, None])[:, 0]).sum()
-                    pt = pt[~far]
-                loss -= torch.log(pt).sum()
-                p[rows, ti] -= 1                                              # - onehot: d loss / d z
+                li, p = cross_entropy_and_grad(z, ti)                         # p: d loss / d z, fp32
+                loss += li
                 gb += p.sum(0)
                 g = p.to(cdt)
                 gx[i:i + chunk] = g @ Wc

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['GRID_L', 'GRID_H', 'NAMED_SIZES', 'PAPER_PARAMS_M', 'PAPER_TRUNCATED', 'BertConfig', 'is_size', 'parse_size',
-           'student_config', 'all_student_configs', 'bert_param_count', 'paper_params_m', 'repo_root', 'sample_dir',
-           'data_dir', 'results_dir', 'cache_dir', 'minilm_dir', 'in_test', 'set_seed', 'get_device', 'cpu_has_bf16',
-           'env_world_size', 'per_process_batch', 'config_update', 'atomic_path', 'save_json', 'load_json', 'git_sha',
-           'package_versions', 'device_info', 'run_manifest', 'write_manifest']
+__all__ = ['GRID_L', 'GRID_H', 'NAMED_SIZES', 'PAPER_PARAMS_M', 'PAPER_TRUNCATED', 'BF16_FLAGS', 'BertConfig', 'is_size',
+           'parse_size', 'student_config', 'all_student_configs', 'bert_param_count', 'paper_params_m', 'repo_root',
+           'sample_dir', 'data_dir', 'results_dir', 'cache_dir', 'minilm_dir', 'in_test', 'set_seed', 'get_device',
+           'cpu_info', 'cpu_has_bf16', 'cpu_name', 'env_world_size', 'per_process_batch', 'config_update',
+           'atomic_path', 'save_json', 'load_json', 'git_sha', 'package_versions', 'device_info', 'run_manifest',
+           'write_manifest']
 
 # %% ../nbs/00_core.ipynb #314f1e8e
 GRID_L = (2, 4, 6, 8, 10, 12)
@@ -214,11 +215,28 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
+def cpu_info() -> tuple[str | None, set]:
+    "This CPU's model name and feature flags, read from /proc/cpuinfo (None and an empty set where there is none)."
+    model, flags = None, set()
+    try: text = Path('/proc/cpuinfo').read_text(errors='ignore')
+    except OSError: return model, flags
+    for line in text.splitlines():
+        key, _, val = line.partition(':')
+        if key.strip() == 'model name' and model is None: model = val.strip()
+        if key.strip() == 'flags' and not flags: flags = set(val.split())
+    return model, flags
+
+BF16_FLAGS = ('amx_bf16', 'avx512_bf16')    # the x86 extensions that do bf16 arithmetic natively (AMX: matrix tiles)
+
 def cpu_has_bf16() -> bool:
     "Whether this CPU does bf16 arithmetic natively (x86 `avx512_bf16` or `amx_bf16`, read from /proc/cpuinfo); False elsewhere."
-    try: flags = Path('/proc/cpuinfo').read_text(errors='ignore')
-    except OSError: return False
-    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+    return bool(cpu_info()[1] & set(BF16_FLAGS))
+
+def cpu_name() -> str:
+    "This CPU as timings name it: model, core count and the bf16 extensions that decide its bf16 matmul peak."
+    model, flags = cpu_info()
+    ext = [f for f in BF16_FLAGS if f in flags]
+    return f"{model or platform.processor() or 'CPU'}, {os.cpu_count()} cores" + (f" ({', '.join(ext)})" if ext else '')
 
 # %% ../nbs/00_core.ipynb #c0b7a002
 def env_world_size() -> int:
@@ -335,9 +353,10 @@ def package_versions(names=('torch', 'transformers', 'tokenizers', 'datasets', '
     return out
 
 def device_info(device=None) -> dict:
-    "What the run ran on: device type and name, CPU count, torch threads."
+    "What the run ran on: device type and name, the CPU (model, cores, bf16 extensions), torch threads."
     d = get_device(device)
-    info = {'device': str(d), 'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'platform': platform.platform()}
+    info = {'device': str(d), 'cpu': cpu_name(), 'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(),
+            'platform': platform.platform()}
     if d.type == 'cuda': info['device_name'] = torch.cuda.get_device_name(d); info['device_count'] = torch.cuda.device_count()
     return info
 

@@ -180,6 +180,11 @@ def test_cpu_preset_uses_bf16_exactly_when_the_cpu_has_native_bf16():
             if line.startswith('flags'): flags |= set(line.split(':', 1)[1].split())
     assert cpu_has_bf16() == bool(flags & {'avx512_bf16', 'amx_bf16'})
     assert PRETRAIN_PRESETS['cpu'].precision == ('bf16' if cpu_has_bf16() else 'auto')
+    from pd_nb.core import cpu_name, device_info           # what timings and manifests call this CPU
+    import os
+    name = cpu_name()
+    assert f"{os.cpu_count()} cores" in name and device_info('cpu')['cpu'] == name
+    assert {f for f in ('avx512_bf16', 'amx_bf16') if f in name} == flags & {'avx512_bf16', 'amx_bf16'}
 
 
 def test_rows_batch_reads_the_same_rows_as_row_by_row():
