@@ -149,7 +149,8 @@ def _pretrain_args(p):
     p.add_argument('--milestones', type=float, nargs='+', help='token counts (e.g. 10e6 30e6) at which a half-precision milestone folder is written')
     p.add_argument('--threads', type=int, help='torch CPU threads (default: all cores)')
     p.add_argument('--max-minutes', type=float, help='end this call cleanly after so many minutes (checkpointed; --resume continues)')
-    p.add_argument('--resume-from', help='a resume/ folder written by an earlier run (e.g. committed): continue it here')
+    p.add_argument('--resume-from', help='a resume/ folder written by an earlier run (e.g. committed): continue it here; '
+                   'or a milestone folder: its weights go on from its step with fresh optimiser moments, the learning rate re-warmed')
     p.add_argument('--precision', choices=['auto', 'bf16', 'fp32']); p.add_argument('--compile', action='store_true')
     p.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in OUT/run')
 cmd_pretrain.add_args = _pretrain_args

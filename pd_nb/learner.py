@@ -266,6 +266,7 @@ def setup_data(self: Learner, train_dl):
     self.dl = resumable_loader(train_dl, self.seed, self.rank, self.world_size)
     self.sampler = self.dl.sampler if isinstance(self.dl.sampler, ResumableSampler) else None
     self.step = self.epoch = self.iter = 0
+    self.rewarm_from = None                                  # see `warm_start`
 
 @patch_to(Learner)
 def callback(self: Learner, event: str):
@@ -357,6 +358,8 @@ def _one_batch(self: Learner):
 @with_cbs('step')
 def _step(self: Learner):
     self.lr_now = self.lr * self.sched(self.step, self.total_steps, self.warmup_steps)
+    if self.rewarm_from is not None and self.warmup_steps > 0:      # fresh moments after `warm_start`: warm up again
+        self.lr_now *= min(1.0, (self.step - self.rewarm_from + 1) / self.warmup_steps)
     for g in self.opt.param_groups: g['lr'] = self.lr_now
     self.grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.clip) if self.clip else None
     self.opt.step()
@@ -507,7 +510,7 @@ def save_checkpoint(self: Learner, keep: int = 2) -> Path | None:
     save_json({'step': self.step, 'epoch': epoch, 'iter': it, 'total_steps': self.total_steps, 'lr': self.lr,
                'warmup_steps': self.warmup_steps, 'sched': self.sched.__name__, 'grad_accum': self.grad_accum,
                'batch_size': self.dl.batch_size, 'world_size': self.world_size, 'seed': self.seed,
-               'elapsed': self.elapsed, 'config': self.config}, tmp / 'state.json')
+               'elapsed': self.elapsed, 'rewarm_from': self.rewarm_from, 'config': self.config}, tmp / 'state.json')
     os.replace(tmp, final)                                               # the commit point
     for old in sorted(ckdir.glob('step_*'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
     return final
@@ -529,6 +532,7 @@ def load_checkpoint(self: Learner, path=None) -> Path | None:
     self.opt.load_state_dict(ts['optimizer'])
     set_rng_state(ts['rng'][self.rank] if len(ts['rng']) == self.world_size else ts['rng'][0])
     self.step, self.epoch, self.iter, self.elapsed = st['step'], st['epoch'], st['iter'], st['elapsed']
+    self.rewarm_from = st.get('rewarm_from')
     self._truncate_log(self.step)
     if self.rank == 0: print(f"resumed from {path} (step {self.step}, epoch {self.epoch}, batch {self.iter})")
     return path
@@ -548,6 +552,27 @@ class CheckpointCB(Callback):
     def after_step(self, learn):
         if (self.every and learn.step % self.every == 0) or learn.stopping: learn.save_checkpoint(self.keep)
     def after_fit(self, learn): learn.save_checkpoint(self.keep)
+
+# %% ../nbs/04_learner.ipynb #wst00002
+@patch_to(Learner)
+def warm_start(self: Learner, step: int, state_dict: dict | None = None) -> Path:
+    """Go on from weights alone: load `state_dict` (default: keep the model's weights), put the Learner at optimiser step
+    `step` with the data position of that step and fresh optimiser moments, re-warm the learning rate from there, and
+    checkpoint (every rank must call). Returns the checkpoint folder; `fit(resume=True)` continues from it."""
+    if self.run_dir is None: raise ValueError("warm_start needs the Learner's run_dir")
+    if not (isinstance(step, int) and step >= 0): raise ValueError(f"warm_start: step must be a whole number >= 0, got {step!r}")
+    if state_dict is not None: self.model.load_state_dict(state_dict)
+    per_epoch = len(self.dl) // self.grad_accum                 # optimiser steps per epoch
+    if per_epoch == 0: raise ValueError(f"the training DataLoader has {len(self.dl)} batches per process, fewer than grad_accum={self.grad_accum}")
+    self.step, self.rewarm_from = step, step
+    self.epoch, self.iter = step // per_epoch, step % per_epoch * self.grad_accum
+    self.iters_per_epoch, self.total_steps, self.warmup_steps = per_epoch * self.grad_accum, max(step, 1), 0
+    self._truncate_log(step)
+    ck = self.save_checkpoint()
+    if self.rank == 0: print(f"warm start at step {step} (epoch {self.epoch}, batch {self.iter}): fresh optimiser moments, "
+                             f"learning rate re-warmed from here")
+    return ck
+
 
 # %% ../nbs/04_learner.ipynb #9b3e4dfd
 class TimeLimitCB(Callback):

@@ -12,17 +12,18 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from .core import (student_config, set_seed, save_json, write_manifest, per_process_batch, cpu_has_bf16, config_update,
+from .core import (student_config, set_seed, save_json, write_manifest, per_process_batch, cpu_has_bf16, config_update, load_json,
                      env_world_size)
 from .data import get_tokenizer, build_lm_memmap, lm_memmap_info, Rows, rows_batch
 from .bert import BertForMaskedLM, count_params
-from .hub import save_hf
+from .hub import save_hf, read_hf_state_dict, load_hf_state_dict
 from .learner import Learner, DataLoaders, Callback, CheckpointCB, TimeLimitCB, main_process_first, read_log, latest_checkpoint, refuse_earlier_run
 
 # %% auto #0
 __all__ = ['PRETRAIN_PRESETS', 'RELEASED_DROPOUT', 'mask_tokens', 'MLMMaskCB', 'masked_eval_set', 'evaluate_mlm', 'MLMEvalCB',
-           'PretrainConfig', 'pretrain_config', 'compact_checkpoint', 'seed_run_from', 'milestone_name', 'MilestoneCB',
-           'held_out_rows', 'fit_batch_to_rows', 'pretrain_data', 'pretrain_learner', 'pretrain_finish', 'pretrain']
+           'PretrainConfig', 'pretrain_config', 'compact_checkpoint', 'seed_run_from', 'milestone_name', 'is_milestone',
+           'milestone_warm_start', 'MilestoneCB', 'held_out_rows', 'fit_batch_to_rows', 'pretrain_data',
+           'pretrain_learner', 'pretrain_finish', 'pretrain']
 
 # %% ../nbs/05_pretrain.ipynb #3e812ad3
 def mask_tokens(input_ids: torch.Tensor, mask_id: int, vocab_size: int, special_ids, mlm_prob: float = 0.15,
@@ -226,6 +227,43 @@ def milestone_name(tokens: int) -> str:
     "Folder name of a milestone: `tokens_0030M` for whole millions, else `tokens_0000012288` (both sort by tokens)."
     return f'tokens_{tokens // 10**6:04d}M' if tokens % 10**6 == 0 else f'tokens_{tokens:010d}'
 
+# %% ../nbs/05_pretrain.ipynb #msw00001
+def is_milestone(folder) -> bool:
+    "Whether `folder` is a milestone written by `MilestoneCB` (a Hugging Face folder with `milestone.json`)."
+    return (Path(folder) / 'milestone.json').is_file() and (Path(folder) / 'config.json').is_file()
+
+def milestone_warm_start(learn: Learner, milestone_dir, cfg: PretrainConfig, eval_set: dict) -> int | None:
+    """Continue a run from one of its milestones when its full training state is gone: the milestone's weights (half
+    precision, read back as fp32) at the milestone's step, with fresh optimiser moments (`Learner.warm_start`: the data
+    position of that step, the learning rate re-warmed). Logs the held-out figures of the loaded weights at that step.
+
+    Does nothing when `learn.run_dir` already holds a checkpoint at least as far along (the run resumes from it).
+
+    Returns:
+        The step warm-started at, or None.
+
+    Raises:
+        ValueError: a milestone of another student size or sequence length (one line, naming the folder and field).
+    """
+    d = Path(milestone_dir)
+    rec = load_json(d / 'milestone.json')
+    was = load_json(d / 'manifest.json').get('config', {}) if (d / 'manifest.json').is_file() else {}
+    for k in ('size', 'seq_len'):
+        if k in was and was[k] != getattr(cfg, k):
+            raise ValueError(f"{d}: a milestone of a run with {k}={was[k]!r}, but this run has {k}={getattr(cfg, k)!r}")
+    if 'batch_size' in was and was['batch_size'] != cfg.batch_size:
+        warnings.warn(f"{d}: written with batch_size={was['batch_size']}, continued with {cfg.batch_size}: "
+                      f"step {rec['step']} of this run is not the same number of tokens")
+    have = latest_checkpoint(learn.run_dir)
+    if have is not None and int(have.name.split('_')[1]) >= rec['step']: return None
+    load_hf_state_dict(learn.model, read_hf_state_dict(d), source=str(d))      # on every rank: the same weights
+    learn.warm_start(rec['step'])
+    if learn.rank == 0:
+        r = evaluate_mlm(learn.model, eval_set, device=learn.device)
+        learn.log({'step': rec['step'], 'warm_start_from': str(d), 'valid_mlm_loss': r['mlm_loss'], 'valid_mlm_accuracy': r['mlm_accuracy']})
+    return rec['step']
+
+
 # %% ../nbs/05_pretrain.ipynb #ac57e388
 class MilestoneCB(Callback):
     "At each token count of `milestones`: held-out figures, a half-precision HF folder, and a fresh compact resume state."
@@ -363,7 +401,8 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
         progress: show a progress bar.
         cbs: extra callbacks for this run.
         resume_from: a `compact_checkpoint` folder (e.g. a committed `resume/`) that seeds `out_dir/run` when it
-            holds no checkpoint as far along; implies `resume`.
+            holds no checkpoint as far along; or a milestone folder, whose weights go on with fresh optimiser moments
+            (`milestone_warm_start`). Implies `resume`.
 
     Returns:
         The summary written to `pretrain_metrics.json` (rank 0; `{}` on the other ranks).
@@ -372,7 +411,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
     if resume_from is not None:
         resume = True
         if not Path(resume_from).is_dir(): raise FileNotFoundError(f"--resume-from {resume_from}: no such folder")
-        seed_run_from(resume_from, out / 'run')
+        if not is_milestone(resume_from): seed_run_from(resume_from, out / 'run')
     refuse_earlier_run(out, resume)
     tok = get_tokenizer()
     cfg, data = pretrain_data(cfg, tok, data_dir)
@@ -382,6 +421,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
         init = ({'mlm_loss': first[0]['valid_mlm_loss'], 'mlm_accuracy': first[0]['valid_mlm_accuracy']} if first
                 else evaluate_mlm(learn.model, data['eval_set'], device=learn.device))
         if not first: learn.log({'step': 0, 'valid_mlm_loss': init['mlm_loss'], 'valid_mlm_accuracy': init['mlm_accuracy']})
+    if resume_from is not None and is_milestone(resume_from): milestone_warm_start(learn, resume_from, cfg, data['eval_set'])
     t0, stopped, summary = time.time(), None, {}
     try: learn.fit(max_steps=cfg.max_steps, resume=resume)
     except (KeyboardInterrupt, SystemExit) as e: stopped = e       # Ctrl-C / SIGTERM: the Learner has checkpointed this step

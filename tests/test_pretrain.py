@@ -128,6 +128,37 @@ def test_milestones_and_compact_resume_state_continue_a_run_elsewhere(tmp_path):
     logs = [json.loads(l) for l in (tmp_path / 'c' / 'run' / 'log.jsonl').read_text().splitlines()]
     assert logs[0]['step'] == 0 and logs[-1]['step'] == 14                      # the metrics log carried over
 
+def test_a_run_goes_on_from_a_milestone_alone_with_fresh_moments_and_a_rewarmed_rate(tmp_path):
+    """`resume_from` a milestone folder (weights only, fp16): the run goes on at the milestone's step with the milestone's
+    weights (the logged held-out loss is the milestone's, within fp16 rounding), fresh AdamW moments and the learning rate
+    warmed up again over `warmup` steps (checked against the schedule by hand), and ends close to the uninterrupted run.
+    A milestone of another size is refused in one line; a second call with the same folder resumes, not restarts."""
+    from dataclasses import replace
+    from pd_nb.learner import warmup_linear, Callback
+    cfg = pretrain_config('test', max_steps=14, ckpt_every=100, eval_every=100, dropout=0.0, milestones=(8 * 1024,))
+    full = pretrain(cfg, tmp_path / 'full', progress=False)
+    ms = tmp_path / 'full' / 'milestones' / 'tokens_0000008192'
+    rec = json.loads((ms / 'milestone.json').read_text())
+    seen = {}
+    class Probe(Callback):
+        def before_fit(self, learn): seen['state'] = len(learn.opt.state); seen['rewarm'] = learn.rewarm_from
+        def after_step(self, learn): seen.setdefault('lr', {})[learn.step - 1] = learn.lr_now
+    w = pretrain(replace(cfg, milestones=()), tmp_path / 'w', progress=False, resume_from=ms, cbs=[Probe()])
+    assert w['steps'] == 14 and seen['state'] == 0 and seen['rewarm'] == 8
+    by_hand = {t: 1e-3 * warmup_linear(t, 14, 2) * min(1.0, (t - 8 + 1) / 2) for t in range(8, 14)}
+    assert seen['lr'].keys() == by_hand.keys() and all(abs(seen['lr'][t] - by_hand[t]) < 1e-12 for t in by_hand), seen['lr']
+    assert seen['lr'][8] < 1e-3 * warmup_linear(8, 14, 2)                   # the first step after the restart: half the rate
+    logs = [json.loads(l) for l in (tmp_path / 'w' / 'run' / 'log.jsonl').read_text().splitlines()]
+    start = [r for r in logs if 'warm_start_from' in r]
+    assert len(start) == 1 and start[0]['step'] == 8 and abs(start[0]['valid_mlm_loss'] - rec['mlm_loss']) < 0.02
+    assert logs[0]['step'] == 0 and abs(logs[0]['valid_mlm_loss'] - full['init_mlm_loss']) < 1e-6   # the same initial weights
+    assert abs(w['final_mlm_loss'] - full['final_mlm_loss']) < 0.1, (w['final_mlm_loss'], full['final_mlm_loss'])
+    again = pretrain(replace(cfg, milestones=(), max_steps=16), tmp_path / 'w', progress=False, resume_from=ms)
+    assert again['steps'] == 16
+    assert sum('warm_start_from' in json.loads(l) for l in (tmp_path / 'w' / 'run' / 'log.jsonl').read_text().splitlines()) == 1
+    with pytest.raises(ValueError, match=r"tokens_0000008192: a milestone of a run with size='tiny', but this run has size='2/128'"):
+        pretrain(replace(cfg, size='2/128', milestones=()), tmp_path / 'x', progress=False, resume_from=ms)
+
 def test_dropout_option_reaches_the_model_but_the_saved_config_states_berts(tmp_path):
     """PretrainConfig.dropout is the student's dropout while it pre-trains; the written HF config states BERT's 0.1 either
     way (fine-tuning reads dropout from the checkpoint), and the manifest keeps the pre-training value."""
