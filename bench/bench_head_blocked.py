@@ -21,14 +21,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pd_nb.bert import vocab_cross_entropy
+from pd_nb.bert import vocab_cross_entropy, VocabCrossEntropy
 from pd_nb.core import save_json, cpu_name, run_manifest
 from pd_nb.learner import reuse_freed_memory
 V = 30522
 
 
-class BlockedVocabCrossEntropy(torch.autograd.Function):
-    "Mean cross-entropy of `x @ W.T + b` against `target`, vocabulary block by vocabulary block (see the module docstring)."
+class BlockedVocabCrossEntropy(VocabCrossEntropy):
+    "pd_nb's `VocabCrossEntropy` with another forward: vocabulary block by vocabulary block (see the module docstring)."
     @staticmethod
     def forward(ctx, x, W, b, target, block):
         kind = x.device.type
@@ -58,15 +58,9 @@ class BlockedVocabCrossEntropy(torch.autograd.Function):
                 z.copy_(p)
                 torch.mm(z.t(), xc, out=gW[j:j + block])
                 gx += torch.mm(z, Wc[j:j + block])
-        ctx.save_for_backward(gx, gW, gb)
+        ctx.save_for_backward(gx, gW.float(), gb)                           # what VocabCrossEntropy.backward scales
         ctx.dtypes, ctx.n = (x.dtype, W.dtype, b.dtype), max(n, 1)
         return loss / ctx.n
-
-    @staticmethod
-    def backward(ctx, g):
-        gx, gW, gb = ctx.saved_tensors
-        s = g.float() / ctx.n
-        return (gx.float() * s).to(ctx.dtypes[0]), (gW.float() * s).to(ctx.dtypes[1]), (gb * s).to(ctx.dtypes[2]), None, None
 
 
 def blocked(x, W, b, target, block=512): return BlockedVocabCrossEntropy.apply(x, W, b, target, block)

@@ -266,7 +266,7 @@ def setup_data(self: Learner, train_dl):
     self.dl = resumable_loader(train_dl, self.seed, self.rank, self.world_size)
     self.sampler = self.dl.sampler if isinstance(self.dl.sampler, ResumableSampler) else None
     self.step = self.epoch = self.iter = 0
-    self.rewarm_from = None                                  # see `warm_start`
+    self.total_steps = self.warmup_steps = self.rewarm_from = None   # set by `fit` (`rewarm_from`: see `warm_start`)
 
 @patch_to(Learner)
 def callback(self: Learner, event: str):
@@ -281,6 +281,15 @@ def autocast(self: Learner):
 
 # %% ../nbs/04_learner.ipynb #0ac1f776
 @patch_to(Learner)
+def _measure_epoch(self: Learner):
+    "Set `iters_per_epoch`, the batches of a full epoch that make whole optimiser steps; an error when not one step fits."
+    if self.sampler is not None: self.sampler.set_epoch(self.epoch)         # full epoch length for len()
+    n_batches = len(self.dl)
+    self.iters_per_epoch = n_batches // self.grad_accum * self.grad_accum
+    if self.iters_per_epoch == 0:
+        raise ValueError(f"the training DataLoader has {n_batches} batches per process, fewer than grad_accum={self.grad_accum}")
+
+@patch_to(Learner)
 def fit(self: Learner, n_epochs: int = 1, max_steps: int | None = None, resume: bool = False, cbs=()):
     """Train for `n_epochs` epochs or, when given, until optimiser step `max_steps`.
 
@@ -294,11 +303,7 @@ def fit(self: Learner, n_epochs: int = 1, max_steps: int | None = None, resume: 
         ValueError: when an epoch has fewer batches than `grad_accum`, or `resume` without a `run_dir`.
         KeyboardInterrupt, SystemExit: after a Ctrl-C / SIGTERM stop (a `CheckpointCB` has saved the step).
     """
-    if self.sampler is not None: self.sampler.set_epoch(self.epoch)         # full epoch length for len()
-    n_batches = len(self.dl)
-    self.iters_per_epoch = n_batches // self.grad_accum * self.grad_accum
-    if self.iters_per_epoch == 0:
-        raise ValueError(f"the training DataLoader has {n_batches} batches per process, fewer than grad_accum={self.grad_accum}")
+    self._measure_epoch()
     self.total_steps = max_steps if max_steps is not None else n_epochs * self.iters_per_epoch // self.grad_accum
     self.warmup_steps = self.warmup if isinstance(self.warmup, int) else round(self.warmup * self.total_steps)
     if resume and self.run_dir is None: raise ValueError("fit(resume=True) needs the Learner's run_dir")
@@ -562,11 +567,10 @@ def warm_start(self: Learner, step: int, state_dict: dict | None = None) -> Path
     if self.run_dir is None: raise ValueError("warm_start needs the Learner's run_dir")
     if not (isinstance(step, int) and step >= 0): raise ValueError(f"warm_start: step must be a whole number >= 0, got {step!r}")
     if state_dict is not None: self.model.load_state_dict(state_dict)
-    per_epoch = len(self.dl) // self.grad_accum                 # optimiser steps per epoch
-    if per_epoch == 0: raise ValueError(f"the training DataLoader has {len(self.dl)} batches per process, fewer than grad_accum={self.grad_accum}")
+    self._measure_epoch()
+    per_epoch = self.iters_per_epoch // self.grad_accum         # optimiser steps per epoch
     self.step, self.rewarm_from = step, step
     self.epoch, self.iter = step // per_epoch, step % per_epoch * self.grad_accum
-    self.iters_per_epoch, self.total_steps, self.warmup_steps = per_epoch * self.grad_accum, max(step, 1), 0
     self._truncate_log(step)
     ck = self.save_checkpoint()
     if self.rank == 0: print(f"warm start at step {step} (epoch {self.epoch}, batch {self.iter}): fresh optimiser moments, "

@@ -408,10 +408,11 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
         The summary written to `pretrain_metrics.json` (rank 0; `{}` on the other ranks).
     """
     out = Path(out_dir); set_seed(cfg.seed)
+    from_milestone = resume_from is not None and is_milestone(resume_from)
     if resume_from is not None:
         resume = True
         if not Path(resume_from).is_dir(): raise FileNotFoundError(f"--resume-from {resume_from}: no such folder")
-        if not is_milestone(resume_from): seed_run_from(resume_from, out / 'run')
+        if not from_milestone: seed_run_from(resume_from, out / 'run')
     refuse_earlier_run(out, resume)
     tok = get_tokenizer()
     cfg, data = pretrain_data(cfg, tok, data_dir)
@@ -421,7 +422,7 @@ def pretrain(cfg: PretrainConfig, out_dir, resume: bool = False, data_dir=None, 
         init = ({'mlm_loss': first[0]['valid_mlm_loss'], 'mlm_accuracy': first[0]['valid_mlm_accuracy']} if first
                 else evaluate_mlm(learn.model, data['eval_set'], device=learn.device))
         if not first: learn.log({'step': 0, 'valid_mlm_loss': init['mlm_loss'], 'valid_mlm_accuracy': init['mlm_accuracy']})
-    if resume_from is not None and is_milestone(resume_from): milestone_warm_start(learn, resume_from, cfg, data['eval_set'])
+    if from_milestone: milestone_warm_start(learn, resume_from, cfg, data['eval_set'])
     t0, stopped, summary = time.time(), None, {}
     try: learn.fit(max_steps=cfg.max_steps, resume=resume)
     except (KeyboardInterrupt, SystemExit) as e: stopped = e       # Ctrl-C / SIGTERM: the Learner has checkpointed this step
